@@ -1,0 +1,18 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/features.smk"
+include: "rules/splits.smk"
+
+
+rule all:
+    input:
+        feature_indexes(),
+        split_manifests(),

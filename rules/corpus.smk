@@ -1,0 +1,50 @@
+# Stage 1, corpus: make or find the clips, then decode and check every one of them.
+
+
+localrules:
+    collect_corpus,
+
+
+rule make_synthetic_corpus:
+    output:
+        synthetic_corpus_files(),
+    params:
+        root=SYNTHETIC_ROOT,
+        settings=synthetic_settings(),
+    log:
+        "logs/make_synthetic_corpus/make_synthetic_corpus.log",
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    script:
+        "../workflow_scripts/make_synthetic_corpus.py"
+
+
+rule check_clips:
+    input:
+        shard_audio,
+    output:
+        "results/corpus/checked/{shard}.csv",
+    params:
+        clips=shard_clip_table,
+        audio=audio_settings(),
+        on_bad_file=config["audio"]["on_bad_file"],
+    log:
+        "logs/check_clips/{shard}.log",
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    script:
+        "../workflow_scripts/check_clips.py"
+
+
+rule collect_corpus:
+    input:
+        shard_checks(),
+    output:
+        clips="results/corpus/clips.csv",
+        rejected="results/corpus/rejected.csv",
+    log:
+        "logs/collect_corpus/collect_corpus.log",
+    script:
+        "../workflow_scripts/collect_corpus.py"

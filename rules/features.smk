@@ -1,0 +1,40 @@
+# Stage 2, features: five images per clip (or segment), a shard of clips per job. Each
+# job gets only its own feature's parameter block, so changing one block reruns only that
+# feature's jobs.
+
+
+localrules:
+    index_images,
+
+
+rule make_images:
+    input:
+        "results/corpus/checked/{shard}.csv",
+    output:
+        images=directory("results/features/{feature}/images/{shard}"),
+        index="results/features/{feature}/shards/{shard}.csv",
+    params:
+        block=feature_block,
+        audio=audio_settings(),
+        segment_seconds=config["segments"]["seconds"],
+        image_size=config["features"]["image_size"],
+    log:
+        "logs/make_images/{feature}/{shard}.log",
+    benchmark:
+        "benchmarks/make_images/{feature}/{shard}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    script:
+        "../workflow_scripts/make_images.py"
+
+
+rule index_images:
+    input:
+        feature_shard_indexes,
+    output:
+        "results/features/{feature}/index.csv",
+    log:
+        "logs/index_images/{feature}.log",
+    script:
+        "../workflow_scripts/index_images.py"

@@ -1,0 +1,74 @@
+"""A bad config fails before any job runs, with a message that names the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from genreflow.config import ConfigError, validate_config
+
+with open("config.yaml") as handle:
+    DEMO = yaml.safe_load(handle)
+
+
+def with_change(path, value):
+    config = copy.deepcopy(DEMO)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return config
+
+
+def test_demo_config_is_valid_and_defaults_are_filled():
+    config = validate_config({})
+    assert config["features"]["mel"]["n_mels"] == 128
+    assert config["audio"]["sample_rate"] == 22050
+    assert validate_config(DEMO)["dataset"]["kind"] == "synthetic"
+
+
+def test_config_yaml_matches_schema_defaults_where_it_does_not_mean_to_differ():
+    # config.yaml is documentation too: it must not drift from the schema it is read with
+    assert validate_config(DEMO)["features"] == {
+        **validate_config({})["features"],
+        "image_size": DEMO["features"]["image_size"],
+    }
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("features.melody", {"n_fft": 512}, r"features: Additional properties are not allowed \('melody'"),
+        ("features.mel.n_mels", -1, r"features\.mel\.n_mels: -1 is less than the minimum of 1"),
+        ("features.mel.fmin", "1e-3", r"features\.mel\.fmin: '1e-3' is not of type 'number' \(YAML reads 1e-3 as text"),
+        ("dataset.kind", "gtzan", r"dataset\.root: required when dataset\.kind is gtzan"),
+        ("dataset.root", "/no/such/folder", None),
+        ("splits.fractions", {"train": 0.8, "valid": 0.15, "test": 0.15}, r"splits\.fractions: .* adds up to 1\.1"),
+        ("audio.on_bad_file", "ignore", r"audio\.on_bad_file: 'ignore' is not one of"),
+        ("features.mfcc.n_mfcc", 200, r"features\.mfcc\.n_mfcc: 200 exceeds features\.mfcc\.n_mels"),
+    ],
+)
+def test_bad_config_names_the_key(path, value, message):
+    config = with_change(path, value)
+    if path == "dataset.root":
+        config["dataset"]["kind"] = "gtzan"
+        message = r"dataset\.root: folder '/no/such/folder' does not exist"
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match=r"preset: unknown preset 'nope'; known: \['gtzan'"):
+        validate_config({"preset": "nope"})
+
+
+def test_preset_is_merged_over_config_and_command_line_wins(tmp_path):
+    (tmp_path / "genres_original").mkdir()
+    config = validate_config(
+        {"preset": "gtzan", "features": {"image_size": 64}},
+        overrides={"dataset": {"root": str(tmp_path)}, "features": {"shard_size": 7}},
+    )
+    assert config["features"]["image_size"] == 224  # preset over config.yaml
+    assert config["features"]["shard_size"] == 7  # command line over preset
+    assert config["dataset"]["kind"] == "gtzan" and config["dataset"]["root"] == str(tmp_path)

@@ -1,0 +1,14 @@
+from genreflow.jobs import logged_job
+from genreflow.splits import SPLITS, make_splits
+
+list_paths = {split: snakemake.input[split] for split in SPLITS if split in snakemake.input.keys()}
+with logged_job(snakemake) as log:
+    make_splits(
+        clips_csv=snakemake.input.clips,
+        rejected_csv=snakemake.input.rejected,
+        settings=snakemake.params.settings,
+        list_paths=list_paths or None,
+        out={split: snakemake.output[split] for split in SPLITS},
+        unmatched_csv=snakemake.output.unmatched,
+        log=log,
+    )
