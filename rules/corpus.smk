@@ -8,14 +8,15 @@ localrules:
 rule make_synthetic_corpus:
     output:
         synthetic_corpus_files(),
-    params:
-        root=SYNTHETIC_ROOT,
-        settings=synthetic_settings(),
     log:
         "logs/make_synthetic_corpus/make_synthetic_corpus.log",
+    conda:
+        "../envs/audio.yaml"
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        settings=synthetic_settings(),
     script:
         "../workflow_scripts/make_synthetic_corpus.py"
 
@@ -25,15 +26,17 @@ rule check_clips:
         shard_audio,
     output:
         "results/corpus/checked/{shard}.csv",
+    log:
+        "logs/check_clips/{shard}.log",
+    conda:
+        "../envs/audio.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=30,
     params:
         clips=shard_clip_table,
         audio=audio_settings(),
         on_bad_file=config["audio"]["on_bad_file"],
-    log:
-        "logs/check_clips/{shard}.log",
-    resources:
-        mem_mb=1000,
-        runtime=30,
     script:
         "../workflow_scripts/check_clips.py"
 
@@ -46,5 +49,7 @@ rule collect_corpus:
         rejected="results/corpus/rejected.csv",
     log:
         "logs/collect_corpus/collect_corpus.log",
+    conda:
+        "../envs/audio.yaml"
     script:
         "../workflow_scripts/collect_corpus.py"

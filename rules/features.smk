@@ -13,18 +13,20 @@ rule make_images:
     output:
         images=directory("results/features/{feature}/images/{shard}"),
         index="results/features/{feature}/shards/{shard}.csv",
+    log:
+        "logs/make_images/{feature}/{shard}.log",
+    benchmark:
+        "benchmarks/make_images/{feature}/{shard}.tsv"
+    conda:
+        "../envs/audio.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         block=feature_block,
         audio=audio_settings(),
         segment_seconds=config["segments"]["seconds"],
         image_size=config["features"]["image_size"],
-    log:
-        "logs/make_images/{feature}/{shard}.log",
-    benchmark:
-        "benchmarks/make_images/{feature}/{shard}.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=60,
     script:
         "../workflow_scripts/make_images.py"
 
@@ -36,5 +38,7 @@ rule index_images:
         "results/features/{feature}/index.csv",
     log:
         "logs/index_images/{feature}.log",
+    conda:
+        "../envs/audio.yaml"
     script:
         "../workflow_scripts/index_images.py"

@@ -15,9 +15,11 @@ rule make_splits:
         valid="results/splits/valid.csv",
         test="results/splits/test.csv",
         unmatched="results/splits/unmatched_list_entries.csv",
-    params:
-        settings=split_settings(),
     log:
         "logs/make_splits/make_splits.log",
+    conda:
+        "../envs/audio.yaml"
+    params:
+        settings=split_settings(),
     script:
         "../workflow_scripts/make_splits.py"

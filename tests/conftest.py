@@ -1,0 +1,109 @@
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def snakemake(workdir, *args, check=True, timeout=900):
+    """Run this repo's workflow in `workdir` (its own results/, logs/, .snakemake/)."""
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(Path(workdir) / "config.yaml"),
+        *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{output[-6000:]}")
+    return done.returncode, output
+
+
+def planned_jobs(dry_run_output):
+    """(rule, wildcards) of every job a dry run would execute."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", dry_run_output):
+        head = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
+        if head:
+            wildcards = re.search(r"wildcards: (.*)", block)
+            jobs.append((head.group(1), wildcards.group(1) if wildcards else ""))
+    return sorted(jobs)
+
+
+def write_config(workdir, config):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    (Path(workdir) / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def tone(seconds, sr=22050, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.4 * np.sin(2 * np.pi * 330 * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
+    return np.stack([y] * channels, axis=1) if channels > 1 else y
+
+
+def make_faulty_files(folder, seconds=6.0):
+    """The bad files a real corpus holds, each in a genre folder; returns name -> expected reason."""
+    folder = Path(folder)
+    good = folder / "blues" / "_good.wav"
+    soundfile.write(good, tone(seconds), 22050, subtype="PCM_16")
+    header_bytes = good.read_bytes()
+    good.unlink()
+    (folder / "blues" / "blues.90000.wav").write_bytes(b"")
+    (folder / "jazz" / "jazz.00054.wav").write_bytes(b"\x00\x00\x00\x00" + header_bytes[4:])
+    (folder / "rock" / "rock.90000.wav").write_text("not audio\n" * 50)
+    (folder / "pop" / "pop.90000.wav").write_bytes(header_bytes[:30])
+    (folder / "disco" / "disco.90000.wav").write_bytes((tone(seconds) * 32767).astype("<i2").tobytes())
+    soundfile.write(folder / "metal" / "metal.90000.wav", np.zeros(int(seconds * 22050)), 22050)
+    soundfile.write(folder / "reggae" / "reggae.90000.wav", tone(1.0), 22050)
+    return {
+        "blues.90000": "empty file",
+        "jazz.00054": "not readable as audio",
+        "rock.90000": "not readable as audio",
+        "pop.90000": "not readable as audio",
+        "disco.90000": "not readable as audio",
+        "metal.90000": "silent",
+        "reggae.90000": "too short",
+    }
+
+
+def make_tiny_gtzan(root, clips_per_genre=3, seconds=6.0):
+    """A corpus in the Kaggle GTZAN layout from the synthetic generator, plus odd but valid
+    files: a stereo 44.1 kHz WAV and an .au file. Returns the folder of genre folders."""
+    from genreflow import GENRES
+    from genreflow.synthetic import write_corpus
+
+    write_corpus(root, clips_per_genre, seconds, log=lambda message: None)
+    folder = Path(root) / "genres_original"
+    stereo = tone(seconds, sr=44100, channels=2)
+    soundfile.write(folder / "country" / "country.80000.wav", stereo, 44100)
+    soundfile.write(folder / "classical" / "classical.80000.au", tone(seconds), 22050, format="AU", subtype="PCM_16")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(GENRES)
+    return folder
+
+
+TINY_CONFIG = {
+    "dataset": {"kind": "gtzan", "root": "corpus"},
+    "audio": {"seconds": 6.0, "min_seconds": 3.0},
+    "features": {"image_size": 32, "shard_size": 8},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_gtzan_run(tmp_path_factory):
+    """One full run of the workflow on a tiny GTZAN-shaped corpus with faulty files."""
+    workdir = tmp_path_factory.mktemp("tiny_gtzan")
+    folder = make_tiny_gtzan(workdir / "corpus")
+    expected_rejects = make_faulty_files(folder)
+    write_config(workdir, TINY_CONFIG)
+    _, output = snakemake(workdir, "--cores", "2")
+    return workdir, expected_rejects, output
