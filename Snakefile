@@ -10,9 +10,11 @@ include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/features.smk"
 include: "rules/splits.smk"
+include: "rules/screening.smk"
 
 
 rule all:
     input:
         feature_indexes(),
         split_manifests(),
+        "results/screening/selection.json",

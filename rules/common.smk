@@ -109,3 +109,58 @@ def split_settings():
 
 def split_manifests():
     return expand("results/splits/{split}.csv", split=SPLITS)
+
+
+# ---------------------------------------------------------------- screening
+BACKBONES = config["backbones"]["names"]
+SCREEN_FEATURES = config["screening"]["features"]
+
+
+wildcard_constraints:
+    backbone="|".join(BACKBONES),
+
+
+def backbone_weights(wildcards):
+    """The weights file a backbone job reads: {} for random initialisation."""
+    weights = config["backbones"]["weights"]
+    if weights == "none":
+        return {}
+    if weights == "imagenet":
+        return {"weights": f"resources/weights/{wildcards.backbone}/imagenet_notop.h5"}
+    return {"weights": weights}
+
+
+def split_manifest_files(wildcards):
+    return {split: f"results/splits/{split}.csv" for split in SPLITS}
+
+
+def screening_training():
+    return sorted_block(
+        {
+            key: config["screening"][key]
+            for key in ("epochs", "patience", "batch_size", "seed")
+        }
+    )
+
+
+def run_about():
+    """What every summary must state about the run: pretrained or not, which corpus."""
+    return {
+        "corpus": config["dataset"]["kind"],
+        "weights": config["backbones"]["weights"],
+        "pretrained": config["backbones"]["weights"] != "none",
+    }
+
+
+def screening_about(wildcards):
+    return sorted_block(
+        {**run_about(), "backbone": wildcards.backbone, "feature": wildcards.feature}
+    )
+
+
+def screening_metrics():
+    return expand(
+        "results/screening/{backbone}/{feature}/metrics.json",
+        backbone=BACKBONES,
+        feature=SCREEN_FEATURES,
+    )

@@ -95,6 +95,8 @@ TINY_CONFIG = {
     "dataset": {"kind": "gtzan", "root": "corpus"},
     "audio": {"seconds": 6.0, "min_seconds": 3.0},
     "features": {"image_size": 32, "shard_size": 8},
+    "backbones": {"names": ["vgg16", "efficientnetb0"], "weights": "none"},
+    "screening": {"features": ["mel", "mfcc"], "epochs": 3, "patience": 2},
 }
 
 

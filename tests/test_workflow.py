@@ -133,10 +133,11 @@ def test_synthetic_segments_keep_tracks_in_one_split(tmp_path):
         "dataset": {"kind": "synthetic", "synthetic": {"clips_per_genre": 3, "seconds": 4.0}},
         "audio": {"seconds": 4.0, "min_seconds": 2.0},
         "segments": {"seconds": 1.5},
-        "features": {"image_size": 24, "shard_size": 15},
+        "features": {"image_size": 32, "shard_size": 15},
+        "backbones": {"names": ["vgg16"], "weights": "none"},
     }
     write_config(tmp_path, config)
-    snakemake(tmp_path, "--cores", "2")
+    snakemake(tmp_path, "--cores", "2", "results/features/chroma/index.csv", "results/splits/test.csv")
     wavs = sorted((tmp_path / "resources/synthetic/genres_original").glob("*/*.wav"))
     assert len(wavs) == 30 and wavs[0].name == "blues.00000.wav"
     index = pd.read_csv(tmp_path / "results/features/chroma/index.csv")

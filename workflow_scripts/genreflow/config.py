@@ -15,6 +15,10 @@ from pathlib import Path
 import yaml
 
 SCHEMA_FILE = "config.schema.yaml"
+# Smallest input side of each backbone, here rather than read from genreflow.models so
+# that validating a config does not import TensorFlow (seconds on every `snakemake -n`);
+# tests/test_models.py checks that the two agree.
+BACKBONE_MIN_SIZES = {"efficientnetb0": 32, "inceptionv3": 75, "resnet50": 32, "vgg16": 32}
 
 
 class ConfigError(ValueError):
@@ -155,6 +159,20 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         problems.append(
             f"config key features.mfcc.n_mfcc: {mfcc['n_mfcc']} exceeds features.mfcc.n_mels "
             f"{mfcc['n_mels']}"
+        )
+    image_size = config["features"]["image_size"]
+    for backbone in config["backbones"]["names"]:
+        if image_size < BACKBONE_MIN_SIZES[backbone]:
+            problems.append(
+                f"config key features.image_size: {image_size} is below the minimum input "
+                f"size {BACKBONE_MIN_SIZES[backbone]} of backbone {backbone}; raise it or "
+                f"remove {backbone} from backbones.names"
+            )
+    weights = config["backbones"]["weights"]
+    if weights not in ("imagenet", "none") and not os.path.isfile(os.path.join(base_dir, weights)):
+        problems.append(
+            f"config key backbones.weights: {weights!r} is neither 'imagenet', 'none' nor an "
+            "existing weights file"
         )
     fractions = config["splits"]["fractions"]
     if abs(sum(fractions.values()) - 1.0) > 1e-6:

@@ -37,7 +37,7 @@ import hashlib
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -165,14 +165,16 @@ _TIMBRES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "sine": lambda k, f0: (k == 1) * 1.0,
     "saw": lambda k, f0: 1.0 / k,
     "square": lambda k, f0: (k % 2 == 1) / k,
-    "string": lambda k, f0: (1.0 / k) * (1.0 + 1.5 * np.exp(-((k * f0 - 2800.0) / 900.0) ** 2)) * (k * f0 < 7000),
-    "organ": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 4, k == 6, k == 8], [1.0, 0.8, 0.6, 0.35, 0.25, 0.2]),
+    "string": lambda k, f0: (1.0 / k) * (1.0 + 1.5 * np.exp(-(((k * f0 - 2800.0) / 900.0) ** 2))) * (k * f0 < 7000),
+    "organ": lambda k, f0: np.select(
+        [k == 1, k == 2, k == 3, k == 4, k == 6, k == 8], [1.0, 0.8, 0.6, 0.35, 0.25, 0.2]
+    ),
     "epiano": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 4], [1.0, 0.3, 0.08, 0.05]),
     "piano": lambda k, f0: 1.0 / k**1.3,
     "dull": lambda k, f0: 1.0 / k**2.8,
     "pluck": lambda k, f0: np.abs(np.sin(np.pi * k * 0.18)) / k**0.9,
     "reed": lambda k, f0: np.where(k % 2 == 1, 1.0, 0.35) / k**0.9,
-    "muted": lambda k, f0: np.exp(-((k * f0 - 1400.0) / 900.0) ** 2) + 0.3 / k,
+    "muted": lambda k, f0: np.exp(-(((k * f0 - 1400.0) / 900.0) ** 2)) + 0.3 / k,
     "brass": lambda k, f0: 1.0 / k**0.7 * (k * f0 < 5000),
     "bass_round": lambda k, f0: np.select([k == 1, k == 2, k == 3], [1.0, 0.45, 0.15]),
     "bass_synth": lambda k, f0: (1.0 / k) * np.exp(-k * f0 / 900.0),
@@ -187,13 +189,15 @@ _table_cache: dict[tuple, np.ndarray] = {}
 
 
 def _table(timbre: str, kmax: int, f0: float) -> np.ndarray:
-    # F0-dependent laws are cached per semitone-ish bucket: close enough, and bounded.
+    # F0-dependent laws are evaluated at the nearest semitone so the cache stays bounded.
+    # The table must depend on the key alone: the cache is shared by every clip rendered
+    # in the process, and a clip must not depend on which clips came before it.
     bucket = int(round(12 * math.log2(max(f0, 1.0) / 440.0))) if timbre in _F0_DEPENDENT else 0
     key = (timbre, kmax, bucket)
     tab = _table_cache.get(key)
     if tab is None:
         k = np.arange(1, kmax + 1, dtype=np.float64)
-        amps = np.asarray(_TIMBRES[timbre](k, 440.0 * 2 ** (bucket / 12) if bucket else f0), dtype=np.float64)
+        amps = np.asarray(_TIMBRES[timbre](k, 440.0 * 2 ** (bucket / 12)), dtype=np.float64)
         amps = np.broadcast_to(amps, k.shape)
         spec = np.zeros(_TABLE // 2 + 1, dtype=np.complex128)
         spec[1 : kmax + 1] = -1j * amps
@@ -208,12 +212,15 @@ def _osc(timbre: str, freq: float, n: int, sr: int, vibrato=(0.0, 0.0), phase0: 
     # Band-limit per note: harmonics above Nyquist would fold back as inharmonic fizz.
     kmax = int(max(1, min(_MAX_HARMONICS, 0.45 * sr / (freq * (1.0 + depth)))))
     tab = _table(timbre, kmax, freq)
-    t = np.arange(n, dtype=np.float64) / sr
-    phase = freq * t + phase0
+    ramp = np.arange(n, dtype=np.float64)
+    # Work directly in table positions: one multiply-add per sample before the lookup.
+    pos = ramp * (freq * _TABLE / sr)
+    pos += phase0 * _TABLE
     if depth > 0.0:
-        phase -= freq * depth / (2 * np.pi * rate) * np.cos(2 * np.pi * rate * t)
-    idx = (phase * _TABLE).astype(np.int64) & (_TABLE - 1)
-    return tab[idx]
+        pos -= (freq * depth / (2 * np.pi * rate) * _TABLE) * np.cos(ramp * (2 * np.pi * rate / sr))
+    idx = pos.astype(np.int64)
+    idx &= _TABLE - 1
+    return tab.take(idx)
 
 
 def _note(
@@ -316,7 +323,9 @@ def _drum_kit(rng: np.random.Generator, sr: int, kind: str) -> dict[str, np.ndar
 
     t = t_axis(0.08)
     rim = noise(0.08)
-    kit["rim"] = (1.5 * (_smooth(rim, 2) - _smooth(rim, 6)) + np.sin(2 * np.pi * u(1500, 1900) * t)) * np.exp(-t / 0.012)
+    kit["rim"] = (1.5 * (_smooth(rim, 2) - _smooth(rim, 6)) + np.sin(2 * np.pi * u(1500, 1900) * t)) * np.exp(
+        -t / 0.012
+    )
 
     hat_bright = 2 if kind in ("electronic", "metal") else 1
     t = t_axis(0.12)
@@ -329,7 +338,9 @@ def _drum_kit(rng: np.random.Generator, sr: int, kind: str) -> dict[str, np.ndar
     kit["ohat"] = 0.35 * ohat * np.exp(-t / u(0.12, 0.25))
 
     t = t_axis(1.2)
-    metallic = sum(np.sign(np.sin(2 * np.pi * f * u(0.95, 1.05) * t)) for f in (205.3, 304.4, 369.6, 522.7, 540.0, 800.0))
+    metallic = sum(
+        np.sign(np.sin(2 * np.pi * f * u(0.95, 1.05) * t)) for f in (205.3, 304.4, 369.6, 522.7, 540.0, 800.0)
+    )
     ride = _highpass(_highpass(0.25 * metallic + noise(1.2)))
     kit["ride"] = 0.25 * ride * (np.exp(-t / u(0.35, 0.7)) + 0.3 * np.exp(-t / 0.02))
 
@@ -351,8 +362,18 @@ def _pattern(text: str) -> list[tuple[int, float]]:
 # Drum pattern families: a list of variants, each a dict of voice -> one or two bars.
 _DRUMS: dict[str, list[dict[str, tuple[str, ...]]]] = {
     "disco": [
-        {"kick": ("X...X...X...X...",), "clap": ("....x.......x...",), "ohat": ("..x...x...x...x.",), "hat": ("o.o.o.o.o.o.o.o.",)},
-        {"kick": ("X...X...X...X...",), "snare": ("....x.......x...",), "ohat": ("..x...x...x...x.",), "hat": ("oooooooooooooooo",)},
+        {
+            "kick": ("X...X...X...X...",),
+            "clap": ("....x.......x...",),
+            "ohat": ("..x...x...x...x.",),
+            "hat": ("o.o.o.o.o.o.o.o.",),
+        },
+        {
+            "kick": ("X...X...X...X...",),
+            "snare": ("....x.......x...",),
+            "ohat": ("..x...x...x...x.",),
+            "hat": ("oooooooooooooooo",),
+        },
     ],
     "rock": [
         {"kick": ("X.......x.x.....",), "snare": ("....X.......X...",), "hat": ("x.x.x.x.x.x.x.x.",)},
@@ -366,12 +387,26 @@ _DRUMS: dict[str, list[dict[str, tuple[str, ...]]]] = {
     ],
     "metal": [
         {"kick": ("xxxxxxxxxxxxxxxx",), "snare": ("....X.......X...",), "crash": ("x...x...x...x...",)},
-        {"kick": ("x.x.x.x.x.x.x.x.",), "snare": ("..X...X...X...X.",), "ride": ("x.x.x.x.x.x.x.x.",), "crash": ("x.......x.......",)},
+        {
+            "kick": ("x.x.x.x.x.x.x.x.",),
+            "snare": ("..X...X...X...X.",),
+            "ride": ("x.x.x.x.x.x.x.x.",),
+            "crash": ("x.......x.......",),
+        },
         {"kick": ("xxxxxxxxxxxxxxxx",), "snare": ("....X.......X...",), "ride": ("x.x.x.x.x.x.x.x.",)},
     ],
     "hiphop": [
-        {"kick": ("X......x..x.....", "X.........X..x.."), "snare": ("....X.......X...",), "hat": ("x.x.x.x.x.x.x.x.",)},
-        {"kick": ("X.........x.....",), "snare": ("....X.......X...",), "hat": ("x.o.x.o.x.o.x.o.",), "ohat": ("..............x.",)},
+        {
+            "kick": ("X......x..x.....", "X.........X..x.."),
+            "snare": ("....X.......X...",),
+            "hat": ("x.x.x.x.x.x.x.x.",),
+        },
+        {
+            "kick": ("X.........x.....",),
+            "snare": ("....X.......X...",),
+            "hat": ("x.o.x.o.x.o.x.o.",),
+            "ohat": ("..............x.",),
+        },
         {"kick": ("X..x......x.....",), "snare": ("....X.......X..o",), "hat": ("x.x.x.x.x.x.x.x.",)},
     ],
     "reggae": [
@@ -380,7 +415,12 @@ _DRUMS: dict[str, list[dict[str, tuple[str, ...]]]] = {
         {"kick": ("........X.......",), "rim": ("....x.......X...",), "hat": ("..x...x...x...x.",)},
     ],
     "jazz": [
-        {"ride": ("X...x.x.X...x.x.",), "hat": ("....x.......x...",), "kick": ("o...o...o...o...",), "brush": ("o.o.o.o.o.o.o.o.",)},
+        {
+            "ride": ("X...x.x.X...x.x.",),
+            "hat": ("....x.......x...",),
+            "kick": ("o...o...o...o...",),
+            "brush": ("o.o.o.o.o.o.o.o.",),
+        },
         {"ride": ("X...x.x.X...x.x.",), "hat": ("....x.......x...",), "kick": ("o.......o.......",)},
     ],
     "blues": [
@@ -393,7 +433,17 @@ _DRUMS: dict[str, list[dict[str, tuple[str, ...]]]] = {
         {"kick": ("X.......X.......",), "rim": ("....x.......x...",), "hat": ("x.x.x.x.x.x.x.x.",)},
     ],
 }
-_DRUM_LEVEL = {"kick": 1.0, "snare": 0.8, "clap": 0.6, "rim": 0.45, "hat": 0.35, "ohat": 0.35, "ride": 0.45, "crash": 0.4, "brush": 0.5}
+_DRUM_LEVEL = {
+    "kick": 1.0,
+    "snare": 0.8,
+    "clap": 0.6,
+    "rim": 0.45,
+    "hat": 0.35,
+    "ohat": 0.35,
+    "ride": 0.45,
+    "crash": 0.4,
+    "brush": 0.5,
+}
 
 
 # --------------------------------------------------------------------------- clip context
@@ -413,6 +463,15 @@ class _Ctx:
     chord_beats: int
     n_steps: int
     jitter: float
+    notes: dict = field(default_factory=dict)  # per clip: riffs repeat the same note many times
+
+    def note(self, dur: float, freq: float, timbre: str, **kw) -> np.ndarray:
+        key = (round(dur * self.sr), round(freq, 6), timbre, tuple(sorted(kw.items())))
+        sig = self.notes.get(key)
+        if sig is None:
+            sig = _note(self.sr, key[0] / self.sr, freq, timbre, **kw)
+            self.notes[key] = sig
+        return sig
 
     def time(self, step: float) -> float:
         beat, sub = divmod(step, 4)
@@ -476,10 +535,10 @@ def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
     buf = np.zeros(ctx.n)
     sr = ctx.sr
     sd = ctx.step_seconds
-    low = 36 + ctx.key % 12 if ctx.key % 12 < 8 else 24 + ctx.key % 12  # E1..G2 roots
+    low = 36 + ctx.key % 12 if ctx.key % 12 < 8 else 24 + ctx.key % 12  # roots between G#1 and G2
 
     def play(step, steps, midi, timbre, vel=1.0, **kw):
-        sig = _note(sr, steps * sd, _midi_hz(midi), timbre, **kw)
+        sig = ctx.note(steps * sd, _midi_hz(midi), timbre, **kw)
         _add(buf, ctx.sample(step), sig, vel)
 
     for bar in range(ctx.n_steps // 16):
@@ -490,9 +549,21 @@ def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
             third = ivs[1] if len(ivs) > 1 and ivs[1] in (3, 4) else 4
             if style == "walking":
                 nxt_root = low + (ctx.chord(step + 4)[0] - ctx.key) % 12
-                choice = (root, root + third, root + 7, root + 12 - 2)[beat] if beat < 3 else nxt_root + rng.choice([-1, 1])
-                play(step, 3.6, choice, "bass_round", 0.9, attack=0.005, decay=0.25, sustain=0.3, release=0.05,
-                     bright="pluck", bright_tau=0.05)
+                # Chord tones on 1-3, then a chromatic approach into the next chord's root.
+                choice = (root, root + third, root + 7)[beat] if beat < 3 else nxt_root + rng.choice([-1, 1])
+                play(
+                    step,
+                    3.6,
+                    choice,
+                    "bass_round",
+                    0.9,
+                    attack=0.005,
+                    decay=0.25,
+                    sustain=0.3,
+                    release=0.05,
+                    bright="pluck",
+                    bright_tau=0.05,
+                )
             elif style == "boogie":
                 seq = (0, third, 7, 9, 10, 9, 7, third)
                 for half in range(2):
@@ -500,27 +571,63 @@ def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
                     play(step + half * 2, 1.8, root + iv, "bass_round", 0.9, decay=0.2, sustain=0.4, release=0.05)
             elif style == "root_fifth":
                 if beat in (0, 2):
-                    play(step, 3.0, root if beat == 0 else root + 7 - 12 * (root + 7 > low + 14), "bass_round", 1.0,
-                         decay=0.15, sustain=0.3, release=0.06)
+                    play(
+                        step,
+                        3.0,
+                        root if beat == 0 else root + 7 - 12 * (root + 7 > low + 14),
+                        "bass_round",
+                        1.0,
+                        decay=0.15,
+                        sustain=0.3,
+                        release=0.06,
+                    )
                 elif rng.random() < 0.3:
                     play(step + 2, 1.5, root + rng.choice([2, 4, -1]), "bass_round", 0.6, decay=0.1, sustain=0.2)
             elif style == "octave":
                 for half in range(2):
-                    play(step + half * 2, 1.6, root + 12 * half, "bass_synth", 0.9, decay=0.12, sustain=0.5, release=0.03)
+                    play(
+                        step + half * 2, 1.6, root + 12 * half, "bass_synth", 0.9, decay=0.12, sustain=0.5, release=0.03
+                    )
             elif style == "pulse":
                 for half in range(2):
-                    play(step + half * 2, 1.8, root, "bass_synth", 0.8 + 0.2 * (half == 0), decay=0.2, sustain=0.6, release=0.03)
+                    play(
+                        step + half * 2,
+                        1.8,
+                        root,
+                        "bass_synth",
+                        0.8 + 0.2 * (half == 0),
+                        decay=0.2,
+                        sustain=0.6,
+                        release=0.03,
+                    )
             elif style == "sub808":
                 if beat in (0, 2) or rng.random() < 0.25:
-                    sig = _note(sr, rng.uniform(2.5, 7.5) * sd, _midi_hz(root + 12 * (root < 36)), "sine", attack=0.003,
-                                decay=0.6, sustain=0.3, release=0.1)
+                    sig = ctx.note(
+                        int(rng.integers(3, 8)) * sd,
+                        _midi_hz(root + 12 * (root < 36)),
+                        "sine",
+                        attack=0.003,
+                        decay=0.6,
+                        sustain=0.3,
+                        release=0.1,
+                    )
                     _add(buf, ctx.sample(step + (0 if beat in (0, 2) else 3)), np.tanh(1.8 * sig), 1.1)
             elif style == "reggae":
                 if beat == 0:
                     continue  # the one-drop leaves beat one empty for the bass too
                 for sub, iv in ((0, 0), (2, rng.choice([third, 7, 12, 10]))):
                     if rng.random() < 0.85:
-                        play(step + sub, 1.8, root + iv, "bass_round", 1.0, attack=0.01, decay=0.3, sustain=0.6, release=0.08)
+                        play(
+                            step + sub,
+                            1.8,
+                            root + iv,
+                            "bass_round",
+                            1.0,
+                            attack=0.01,
+                            decay=0.3,
+                            sustain=0.6,
+                            release=0.08,
+                        )
             elif style == "eighths":
                 for half in range(2):
                     play(step + half * 2, 1.7, root, "bass_pick", 0.85, decay=0.15, sustain=0.5, release=0.03)
@@ -529,19 +636,32 @@ def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
                     play(step + sub, 0.9, root, "bass_pick", 0.8, decay=0.06, sustain=0.3, release=0.02)
             elif style == "cello":
                 if beat in (0, 2):
-                    play(step, 7.8, root + 12 * rng.integers(0, 2), "string", 0.7, attack=0.12, decay=0.5, sustain=0.8,
-                         release=0.3, vibrato=(5.0, 0.004))
+                    play(
+                        step,
+                        7.8,
+                        root + 12 * rng.integers(0, 2),
+                        "string",
+                        0.7,
+                        attack=0.12,
+                        decay=0.5,
+                        sustain=0.8,
+                        release=0.3,
+                        vibrato=(5.0, 0.004),
+                    )
     return buf
 
 
-def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
-    """Harmony layer; returns (signal, distortion drive) - drive 0 means clean."""
+def _part_comp(ctx: _Ctx, style: str) -> np.ndarray:
+    """Harmony layer. Guitar styles set ``drive`` and go through the amp at the end."""
     rng = ctx.rng
     buf = np.zeros(ctx.n)
     sr = ctx.sr
     sd = ctx.step_seconds
     drive = 0.0
-    centre = 60 + rng.integers(-3, 4)
+    centre = 60 + int(rng.integers(-3, 4))
+    # One vibrato rate per part (a player's habit), which also lets repeated chords hit the note cache.
+    vib_rate = round(rng.uniform(4.5, 6.0), 2)
+    wow_rate = round(rng.uniform(0.3, 1.0), 2)
 
     def chord_notes(step, centre_=centre, power=False):
         root_pc, ivs = ctx.chord(step)
@@ -552,7 +672,7 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
 
     def hit(step, steps, notes, timbre, vel, strum=0.0, **kw):
         for i, m in enumerate(notes):
-            sig = _note(sr, steps * sd, _midi_hz(m), timbre, **kw)
+            sig = ctx.note(steps * sd, _midi_hz(m), timbre, **kw)
             _add(buf, ctx.sample(step) + int(i * strum * sr), sig, vel / math.sqrt(len(notes)))
 
     n_bars = ctx.n_steps // 16
@@ -560,12 +680,34 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
         # Strings change with the chord and swell in, like a section would.
         span = ctx.chord_beats * 4
         for step in range(0, ctx.n_steps, span):
-            hit(step, span, chord_notes(step), "string", 0.9, attack=0.25, decay=1.0, sustain=0.85, release=0.4,
-                vibrato=(rng.uniform(4.5, 6.0), 0.004), detune_cents=8)
+            hit(
+                step,
+                span,
+                chord_notes(step),
+                "string",
+                0.9,
+                attack=0.25,
+                decay=1.0,
+                sustain=0.85,
+                release=0.4,
+                vibrato=(vib_rate, 0.004),
+                detune_cents=8,
+            )
     elif style == "synthpad":
         span = ctx.chord_beats * 4
         for step in range(0, ctx.n_steps, span):
-            hit(step, span, chord_notes(step), "saw", 0.5, attack=0.08, decay=0.8, sustain=0.7, release=0.3, detune_cents=12)
+            hit(
+                step,
+                span,
+                chord_notes(step),
+                "saw",
+                0.5,
+                attack=0.08,
+                decay=0.8,
+                sustain=0.7,
+                release=0.3,
+                detune_cents=12,
+            )
         buf = _smooth(buf, 4)
     elif style == "arpeggio":
         pattern = rng.choice([0, 1])
@@ -587,23 +729,56 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
                 up = s % 4 == 2
                 notes = chord_notes(step, centre - 5)
                 notes = notes + [notes[0] + 12]
-                hit(step, 3.5, notes[::-1] if up else notes, "dull", 0.7 if up else 0.9, strum=0.012,
-                    decay=0.25, sustain=0.15, release=0.15, bright="pluck", bright_tau=0.06)
+                hit(
+                    step,
+                    3.5,
+                    notes[::-1] if up else notes,
+                    "dull",
+                    0.7 if up else 0.9,
+                    strum=0.012,
+                    decay=0.25,
+                    sustain=0.15,
+                    release=0.15,
+                    bright="pluck",
+                    bright_tau=0.06,
+                )
     elif style == "chops":
         # 16th-note muted funk guitar: mostly ghost strokes with accents on the offbeats.
         for step in range(ctx.n_steps):
             if rng.random() < (0.8 if step % 4 == 2 else 0.35):
-                hit(step, 0.6, chord_notes(step, 67)[-3:], "pluck", 0.6 if step % 4 == 2 else 0.25,
-                    decay=0.04, sustain=0.0, release=0.02)
+                hit(
+                    step,
+                    0.6,
+                    chord_notes(step, 67)[-3:],
+                    "pluck",
+                    0.6 if step % 4 == 2 else 0.25,
+                    decay=0.04,
+                    sustain=0.0,
+                    release=0.02,
+                )
     elif style == "stabs":
         for bar in range(n_bars):
             for s in ((2, 10), (6, 14), (3, 6, 11))[rng.integers(3)]:
-                hit(bar * 16 + s, 1.5, chord_notes(bar * 16 + s, 67), "brass", 0.7, attack=0.01, decay=0.1, sustain=0.5,
-                    release=0.08)
+                hit(
+                    bar * 16 + s,
+                    1.5,
+                    chord_notes(bar * 16 + s, 67),
+                    "brass",
+                    0.7,
+                    attack=0.01,
+                    decay=0.1,
+                    sustain=0.5,
+                    release=0.08,
+                )
     elif style == "skank":
         timbre = rng.choice(["pluck", "organ"])
-        for step in range(2, ctx.n_steps, 4):
-            hit(step, 0.9, chord_notes(step, 64), timbre, 0.8, decay=0.05, sustain=0.0, release=0.03)
+        # Either every 8th-note offbeat, or 2 and 4 when the tempo is counted in half time.
+        offbeats = (2, 6, 10, 14) if rng.random() < 0.6 else (4, 12)
+        for bar in range(n_bars):
+            for s in offbeats:
+                hit(
+                    bar * 16 + s, 0.9, chord_notes(bar * 16 + s, 64), timbre, 0.8, decay=0.05, sustain=0.0, release=0.03
+                )
     elif style == "bubble":
         for step in range(ctx.n_steps):
             if step % 4 in (1, 3) or (step % 4 == 2 and rng.random() < 0.5):
@@ -615,13 +790,31 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
             for s in (0, 6) if rng.random() < 0.5 else rng.choice(16, size=rng.integers(1, 4), replace=False):
                 step = bar * 16 + int(s)
                 notes = chord_notes(step, 62)
-                hit(step, rng.uniform(1.5, 4), notes[1:] if len(notes) > 3 else notes,
-                    rng.choice(["epiano", "piano"]), 0.7, decay=0.4, sustain=0.2, release=0.15)
+                hit(
+                    step,
+                    rng.uniform(1.5, 4),
+                    notes[1:] if len(notes) > 3 else notes,
+                    rng.choice(["epiano", "piano"]),
+                    0.7,
+                    decay=0.4,
+                    sustain=0.2,
+                    release=0.15,
+                )
     elif style == "lofikeys":
         span = ctx.chord_beats * 4
         for step in range(0, ctx.n_steps, span):
-            hit(step, span * 0.9, chord_notes(step, 60), "epiano", 0.8, attack=0.01, decay=0.8, sustain=0.3, release=0.3,
-                vibrato=(rng.uniform(0.3, 1.0), 0.003))
+            hit(
+                step,
+                span * 0.9,
+                chord_notes(step, 60),
+                "epiano",
+                0.8,
+                attack=0.01,
+                decay=0.8,
+                sustain=0.3,
+                release=0.3,
+                vibrato=(wow_rate, 0.003),
+            )
         buf = _smooth(buf, rng.integers(3, 7))
     elif style == "shuffle":
         # Blues boogie dyads on the guitar: root-fifth and root-sixth alternating.
@@ -633,8 +826,16 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
         drive = rng.uniform(1.5, 4.0)
     elif style == "power8":
         for step in range(0, ctx.n_steps, 2):
-            hit(step, 1.8, chord_notes(step, power=True), "saw", 0.9 if step % 4 == 0 else 0.7, decay=0.2, sustain=0.5,
-                release=0.04)
+            hit(
+                step,
+                1.8,
+                chord_notes(step, power=True),
+                "saw",
+                0.9 if step % 4 == 0 else 0.7,
+                decay=0.2,
+                sustain=0.5,
+                release=0.04,
+            )
         drive = rng.uniform(3.0, 8.0)
     elif style == "opentriads":
         for step in range(0, ctx.n_steps, 8):
@@ -654,7 +855,7 @@ def _part_comp(ctx: _Ctx, style: str) -> tuple[np.ndarray, float]:
         buf = np.tanh(drive * buf) / math.tanh(drive)
         # A guitar cab rolls off the fizz above a few kHz; a box filter is a crude but cheap cab.
         buf = _smooth(buf, rng.integers(3, 6))
-    return buf, drive
+    return buf
 
 
 def _part_lead(ctx: _Ctx, timbre: str, density: float, register: int, legato: bool, vibrato: float) -> np.ndarray:
@@ -666,6 +867,7 @@ def _part_lead(ctx: _Ctx, timbre: str, density: float, register: int, legato: bo
     pitches = sorted(m for m in range(register - 12, register + 13) if (m - ctx.key) % 12 in scale)
     pos = len(pitches) // 2
     grid = 2 if density < 0.6 else 1
+    vib_rate = round(rng.uniform(4.5, 6.5), 2)
     for bar in range(ctx.n_steps // 16):
         if rng.random() < 0.3:
             continue  # phrases breathe
@@ -683,15 +885,23 @@ def _part_lead(ctx: _Ctx, timbre: str, density: float, register: int, legato: bo
                         m = min(near, key=lambda p: abs(p - m))
                         pos = pitches.index(m)
                 dur = length * sd * (1.0 if legato else 0.6)
-                sig = _note(sr, dur, _midi_hz(m), timbre, attack=0.03 if legato else 0.008, decay=0.3, sustain=0.7,
-                            release=0.08, vibrato=(rng.uniform(4.5, 6.5), vibrato))
+                sig = ctx.note(
+                    dur,
+                    _midi_hz(m),
+                    timbre,
+                    attack=0.03 if legato else 0.008,
+                    decay=0.3,
+                    sustain=0.7,
+                    release=0.08,
+                    vibrato=(vib_rate, vibrato),
+                )
                 _add(buf, ctx.sample(step), sig, rng.uniform(0.7, 1.0))
             step += length
     return buf
 
 
 def _part_rap(ctx: _Ctx) -> np.ndarray:
-    """Speech-like syllables: formant bursts on a 16th grid with falling, unsung pitch."""
+    """Speech-like syllables: short vowel-formant bursts on a 16th grid at a spoken, unsung pitch."""
     rng = ctx.rng
     buf = np.zeros(ctx.n)
     f_base = rng.uniform(100, 190)
@@ -702,8 +912,16 @@ def _part_rap(ctx: _Ctx) -> np.ndarray:
             if rng.random() < 0.55:
                 dur = ctx.step_seconds * rng.uniform(0.6, 1.6)
                 f0 = f_base * rng.uniform(0.85, 1.2)
-                sig = _note(ctx.sr, dur, f0, rng.choice(["vox_ah", "vox_eh", "vox_oo"]), attack=0.01, decay=0.08,
-                            sustain=0.5, release=0.03, vibrato=(rng.uniform(3, 7), 0.02))
+                sig = ctx.note(
+                    dur,
+                    f0,
+                    rng.choice(["vox_ah", "vox_eh", "vox_oo"]),
+                    attack=0.01,
+                    decay=0.08,
+                    sustain=0.5,
+                    release=0.03,
+                    vibrato=(rng.uniform(3, 7), 0.02),
+                )
                 _add(buf, ctx.sample(bar * 16 + s), sig, rng.uniform(0.5, 1.0))
     return buf
 
@@ -734,76 +952,180 @@ class _Style:
 
 _STYLES: dict[str, _Style] = {
     "blues": _Style(
-        tempo=(65, 110), swing=(0.7, 1.0), drums=(("blues", 0.8), ("jazz", 0.2)), kit="acoustic", chord_beats=(4,),
-        bass=(("boogie", 0.6), ("walking", 0.4)), comp=(("shuffle", 0.6), ("piano", 0.25), ("power8", 0.15)),
-        lead=(("saw", 0.35), ("reed", 0.25), ("square", 0.2), ("", 0.2)), lead_register=(64, 76), lead_density=(0.4, 0.8),
+        tempo=(65, 110),
+        swing=(0.7, 1.0),
+        drums=(("blues", 0.8), ("jazz", 0.2)),
+        kit="acoustic",
+        chord_beats=(4,),
+        bass=(("boogie", 0.6), ("walking", 0.4)),
+        comp=(("shuffle", 0.6), ("piano", 0.25), ("power8", 0.15)),
+        lead=(("saw", 0.35), ("reed", 0.25), ("square", 0.2), ("", 0.2)),
+        lead_register=(64, 76),
+        lead_density=(0.4, 0.8),
         levels={"drums": (0.4, 0.9), "bass": (0.5, 1.0), "comp": (0.4, 0.9), "lead": (0.3, 0.7)},
-        reverb=(0.05, 0.3), band_limit=(3500, 9000), hiss=(0.002, 0.02), bus_drive=(0.5, 2.0), jitter=0.008,
+        reverb=(0.05, 0.3),
+        band_limit=(3500, 9000),
+        hiss=(0.002, 0.02),
+        bus_drive=(0.5, 2.0),
+        jitter=0.008,
     ),
     "classical": _Style(
-        tempo=(60, 110), swing=(0.0, 0.0), drums=(("", 1.0),), kit="acoustic", chord_beats=(2, 4),
-        bass=(("cello", 0.7), ("", 0.3)), comp=(("pad", 0.6), ("arpeggio", 0.4)),
-        lead=(("string", 0.45), ("reed", 0.2), ("piano", 0.2), ("", 0.15)), lead_register=(70, 82), lead_density=(0.5, 0.9),
+        tempo=(60, 110),
+        swing=(0.0, 0.0),
+        drums=(("", 1.0),),
+        kit="acoustic",
+        chord_beats=(2, 4),
+        bass=(("cello", 0.7), ("", 0.3)),
+        comp=(("pad", 0.6), ("arpeggio", 0.4)),
+        lead=(("string", 0.45), ("reed", 0.2), ("piano", 0.2), ("", 0.15)),
+        lead_register=(70, 82),
+        lead_density=(0.5, 0.9),
         levels={"drums": (0, 0), "bass": (0.4, 0.8), "comp": (0.6, 1.0), "lead": (0.3, 0.8)},
-        reverb=(0.3, 0.7), band_limit=(5000, 11000), hiss=(0.001, 0.01), bus_drive=(0.1, 0.5), jitter=0.012,
+        reverb=(0.3, 0.7),
+        band_limit=(5000, 11000),
+        hiss=(0.001, 0.01),
+        bus_drive=(0.1, 0.5),
+        jitter=0.012,
     ),
     "country": _Style(
-        tempo=(95, 150), swing=(0.0, 0.4), drums=(("country", 0.75), ("blues", 0.25)), kit="acoustic", chord_beats=(4, 8),
-        bass=(("root_fifth", 0.8), ("walking", 0.2)), comp=(("strum", 0.7), ("piano", 0.2), ("opentriads", 0.1)),
-        lead=(("pluck", 0.35), ("string", 0.25), ("vox_ah", 0.2), ("", 0.2)), lead_register=(67, 79), lead_density=(0.5, 0.9),
+        tempo=(95, 150),
+        swing=(0.0, 0.4),
+        drums=(("country", 0.75), ("blues", 0.25)),
+        kit="acoustic",
+        chord_beats=(4, 8),
+        bass=(("root_fifth", 0.8), ("walking", 0.2)),
+        comp=(("strum", 0.7), ("piano", 0.2), ("opentriads", 0.1)),
+        lead=(("pluck", 0.35), ("string", 0.25), ("vox_ah", 0.2), ("", 0.2)),
+        lead_register=(67, 79),
+        lead_density=(0.5, 0.9),
         levels={"drums": (0.4, 0.9), "bass": (0.5, 1.0), "comp": (0.5, 1.0), "lead": (0.3, 0.7)},
-        reverb=(0.05, 0.3), band_limit=(5000, 11000), hiss=(0.001, 0.01), bus_drive=(0.5, 1.5),
+        reverb=(0.05, 0.3),
+        band_limit=(5000, 11000),
+        hiss=(0.001, 0.01),
+        bus_drive=(0.5, 1.5),
     ),
     "disco": _Style(
-        tempo=(112, 128), swing=(0.0, 0.1), drums=(("disco", 0.85), ("pop", 0.15)), kit="electronic", chord_beats=(4, 8),
-        bass=(("octave", 0.7), ("pulse", 0.3)), comp=(("pad", 0.3), ("chops", 0.35), ("stabs", 0.2), ("synthpad", 0.15)),
-        lead=(("string", 0.3), ("vox_ah", 0.3), ("brass", 0.2), ("", 0.2)), lead_register=(69, 81), lead_density=(0.5, 0.9),
+        tempo=(112, 128),
+        swing=(0.0, 0.1),
+        drums=(("disco", 0.85), ("pop", 0.15)),
+        kit="electronic",
+        chord_beats=(4, 8),
+        bass=(("octave", 0.7), ("pulse", 0.3)),
+        comp=(("pad", 0.3), ("chops", 0.35), ("stabs", 0.2), ("synthpad", 0.15)),
+        lead=(("string", 0.3), ("vox_ah", 0.3), ("brass", 0.2), ("", 0.2)),
+        lead_register=(69, 81),
+        lead_density=(0.5, 0.9),
         levels={"drums": (0.6, 1.0), "bass": (0.6, 1.0), "comp": (0.4, 0.8), "lead": (0.3, 0.6)},
-        reverb=(0.05, 0.25), band_limit=(6000, 11000), hiss=(0.001, 0.008), bus_drive=(1.0, 2.5),
+        reverb=(0.05, 0.25),
+        band_limit=(6000, 11000),
+        hiss=(0.001, 0.008),
+        bus_drive=(1.0, 2.5),
     ),
     "hiphop": _Style(
-        tempo=(82, 98), swing=(0.2, 0.6), drums=(("hiphop", 0.85), ("reggae", 0.15)), kit="808", chord_beats=(4, 8),
-        bass=(("sub808", 0.8), ("reggae", 0.2)), comp=(("lofikeys", 0.6), ("jazzcomp", 0.2), ("piano", 0.2)),
-        lead=(("", 0.5), ("reed", 0.2), ("epiano", 0.3)), lead_register=(65, 77), lead_density=(0.2, 0.5),
+        tempo=(82, 98),
+        swing=(0.2, 0.6),
+        drums=(("hiphop", 0.85), ("reggae", 0.15)),
+        kit="808",
+        chord_beats=(4, 8),
+        bass=(("sub808", 0.8), ("reggae", 0.2)),
+        comp=(("lofikeys", 0.6), ("jazzcomp", 0.2), ("piano", 0.2)),
+        lead=(("", 0.5), ("reed", 0.2), ("epiano", 0.3)),
+        lead_register=(65, 77),
+        lead_density=(0.2, 0.5),
         levels={"drums": (0.7, 1.1), "bass": (0.6, 1.1), "comp": (0.3, 0.7), "lead": (0.2, 0.5)},
-        reverb=(0.02, 0.15), band_limit=(5000, 11000), hiss=(0.002, 0.015), bus_drive=(1.0, 3.0), rap=0.7,
+        reverb=(0.02, 0.15),
+        band_limit=(5000, 11000),
+        hiss=(0.002, 0.015),
+        bus_drive=(1.0, 3.0),
+        rap=0.7,
     ),
     "jazz": _Style(
-        tempo=(110, 200), swing=(0.5, 0.9), drums=(("jazz", 0.85), ("blues", 0.15)), kit="jazz", chord_beats=(2, 4),
-        bass=(("walking", 0.85), ("boogie", 0.15)), comp=(("jazzcomp", 0.7), ("lofikeys", 0.15), ("piano", 0.15)),
-        lead=(("reed", 0.4), ("muted", 0.3), ("", 0.3)), lead_register=(64, 79), lead_density=(0.5, 0.95),
+        tempo=(110, 200),
+        swing=(0.5, 0.9),
+        drums=(("jazz", 0.85), ("blues", 0.15)),
+        kit="jazz",
+        chord_beats=(2, 4),
+        bass=(("walking", 0.85), ("boogie", 0.15)),
+        comp=(("jazzcomp", 0.7), ("lofikeys", 0.15), ("piano", 0.15)),
+        lead=(("reed", 0.4), ("muted", 0.3), ("", 0.3)),
+        lead_register=(64, 79),
+        lead_density=(0.5, 0.95),
         levels={"drums": (0.3, 0.8), "bass": (0.6, 1.1), "comp": (0.4, 0.8), "lead": (0.3, 0.8)},
-        reverb=(0.1, 0.4), band_limit=(4000, 10000), hiss=(0.002, 0.015), bus_drive=(0.2, 1.0), jitter=0.008,
+        reverb=(0.1, 0.4),
+        band_limit=(4000, 10000),
+        hiss=(0.002, 0.015),
+        bus_drive=(0.2, 1.0),
+        jitter=0.008,
     ),
     "metal": _Style(
-        tempo=(140, 200), swing=(0.0, 0.0), drums=(("metal", 0.85), ("rock", 0.15)), kit="metal", chord_beats=(2, 4),
-        bass=(("chug", 0.6), ("eighths", 0.4)), comp=(("chug", 0.7), ("power8", 0.3)),
-        lead=(("", 0.6), ("saw", 0.4)), lead_register=(67, 84), lead_density=(0.7, 1.0),
+        tempo=(140, 200),
+        swing=(0.0, 0.0),
+        drums=(("metal", 0.85), ("rock", 0.15)),
+        kit="metal",
+        chord_beats=(2, 4),
+        bass=(("chug", 0.6), ("eighths", 0.4)),
+        comp=(("chug", 0.7), ("power8", 0.3)),
+        lead=(("", 0.6), ("saw", 0.4)),
+        lead_register=(67, 84),
+        lead_density=(0.7, 1.0),
         levels={"drums": (0.5, 1.0), "bass": (0.4, 0.8), "comp": (0.7, 1.1), "lead": (0.2, 0.5)},
-        reverb=(0.05, 0.2), band_limit=(6000, 11000), hiss=(0.001, 0.008), bus_drive=(1.5, 4.0), jitter=0.002,
+        reverb=(0.05, 0.2),
+        band_limit=(6000, 11000),
+        hiss=(0.001, 0.008),
+        bus_drive=(1.5, 4.0),
+        jitter=0.002,
     ),
     "pop": _Style(
-        tempo=(95, 128), swing=(0.0, 0.15), drums=(("pop", 0.7), ("disco", 0.2), ("rock", 0.1)), kit="electronic",
-        chord_beats=(4, 8), bass=(("pulse", 0.6), ("octave", 0.2), ("eighths", 0.2)),
+        tempo=(95, 128),
+        swing=(0.0, 0.15),
+        drums=(("pop", 0.7), ("disco", 0.2), ("rock", 0.1)),
+        kit="electronic",
+        chord_beats=(4, 8),
+        bass=(("pulse", 0.6), ("octave", 0.2), ("eighths", 0.2)),
         comp=(("synthpad", 0.35), ("piano", 0.3), ("strum", 0.2), ("chops", 0.15)),
-        lead=(("vox_ah", 0.35), ("vox_eh", 0.25), ("square", 0.2), ("", 0.2)), lead_register=(64, 76), lead_density=(0.5, 0.9),
+        lead=(("vox_ah", 0.35), ("vox_eh", 0.25), ("square", 0.2), ("", 0.2)),
+        lead_register=(64, 76),
+        lead_density=(0.5, 0.9),
         levels={"drums": (0.6, 1.0), "bass": (0.5, 1.0), "comp": (0.4, 0.8), "lead": (0.4, 0.8)},
-        reverb=(0.05, 0.3), band_limit=(7000, 11000), hiss=(0.0005, 0.005), bus_drive=(1.5, 3.5),
+        reverb=(0.05, 0.3),
+        band_limit=(7000, 11000),
+        hiss=(0.0005, 0.005),
+        bus_drive=(1.5, 3.5),
     ),
     "reggae": _Style(
-        tempo=(66, 84), swing=(0.2, 0.6), drums=(("reggae", 0.8), ("hiphop", 0.2)), kit="acoustic", chord_beats=(4, 8),
-        bass=(("reggae", 0.85), ("sub808", 0.15)), comp=(("skank", 0.5), ("bubble", 0.5)),
-        lead=(("vox_ah", 0.3), ("reed", 0.25), ("organ", 0.15), ("", 0.3)), lead_register=(64, 76), lead_density=(0.4, 0.8),
+        tempo=(66, 84),
+        swing=(0.2, 0.6),
+        drums=(("reggae", 0.8), ("hiphop", 0.2)),
+        kit="acoustic",
+        chord_beats=(4, 8),
+        bass=(("reggae", 0.85), ("sub808", 0.15)),
+        comp=(("skank", 0.5), ("bubble", 0.5)),
+        lead=(("vox_ah", 0.3), ("reed", 0.25), ("organ", 0.15), ("", 0.3)),
+        lead_register=(64, 76),
+        lead_density=(0.4, 0.8),
         levels={"drums": (0.5, 1.0), "bass": (0.8, 1.2), "comp": (0.4, 0.8), "lead": (0.3, 0.6)},
-        reverb=(0.05, 0.35), band_limit=(4500, 10000), hiss=(0.002, 0.015), bus_drive=(0.5, 2.0), rap=0.15,
+        reverb=(0.05, 0.35),
+        band_limit=(4500, 10000),
+        hiss=(0.002, 0.015),
+        bus_drive=(0.5, 2.0),
+        rap=0.15,
     ),
     "rock": _Style(
-        tempo=(105, 150), swing=(0.0, 0.1), drums=(("rock", 0.8), ("metal", 0.1), ("pop", 0.1)), kit="acoustic",
-        chord_beats=(4, 8), bass=(("eighths", 0.75), ("root_fifth", 0.25)),
+        tempo=(105, 150),
+        swing=(0.0, 0.1),
+        drums=(("rock", 0.8), ("metal", 0.1), ("pop", 0.1)),
+        kit="acoustic",
+        chord_beats=(4, 8),
+        bass=(("eighths", 0.75), ("root_fifth", 0.25)),
         comp=(("power8", 0.5), ("opentriads", 0.3), ("strum", 0.2)),
-        lead=(("vox_ah", 0.3), ("saw", 0.3), ("", 0.4)), lead_register=(64, 79), lead_density=(0.5, 0.9),
+        lead=(("vox_ah", 0.3), ("saw", 0.3), ("", 0.4)),
+        lead_register=(64, 79),
+        lead_density=(0.5, 0.9),
         levels={"drums": (0.6, 1.0), "bass": (0.5, 0.9), "comp": (0.6, 1.0), "lead": (0.3, 0.6)},
-        reverb=(0.05, 0.3), band_limit=(5000, 11000), hiss=(0.001, 0.01), bus_drive=(1.0, 3.0),
+        reverb=(0.05, 0.3),
+        band_limit=(5000, 11000),
+        hiss=(0.001, 0.01),
+        bus_drive=(1.0, 3.0),
     ),
 }
 
@@ -816,6 +1138,22 @@ def _pick(rng: np.random.Generator, options: tuple[tuple[str, float], ...]) -> s
 # --------------------------------------------------------------------------- recording stage
 
 
+def _fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n: pocketfft is fast there and it wastes less than a power of two."""
+    best = 1 << int(math.ceil(math.log2(n)))
+    f5 = 1
+    while f5 < best:
+        f35 = f5
+        while f35 < best:
+            size = f35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            f35 *= 3
+        f5 *= 5
+    return best
+
+
 def _master(rng: np.random.Generator, x: np.ndarray, sr: int, style: _Style) -> np.ndarray:
     n = len(x)
     reverb_seconds = rng.uniform(0.6, 1.8)
@@ -824,23 +1162,22 @@ def _master(rng: np.random.Generator, x: np.ndarray, sr: int, style: _Style) -> 
     ir = _smooth(ir, 3)
     ir *= rng.uniform(*style.reverb) / max(np.sqrt(np.sum(ir**2)), 1e-9)
     ir[0] += 1.0
-    nfft = 1 << int(math.ceil(math.log2(n + ir_len)))
-    freqs = np.fft.rfftfreq(nfft, 1.0 / sr)
+    nfft = _fft_size(n + ir_len)
     # Each clip gets its own "microphone and room": a tilt, a band limit and a low cut.
+    # The curve is smooth, so it is evaluated on a coarse grid and interpolated.
+    coarse = np.linspace(0.0, sr / 2, 513)
     tilt_db_per_octave = rng.uniform(-2.0, 2.0)
-    octaves = np.log2(np.maximum(freqs, 20.0) / 1000.0)
-    eq = 10 ** (tilt_db_per_octave * octaves / 20.0)
-    cutoff = rng.uniform(*style.band_limit)
-    eq /= np.sqrt(1.0 + (freqs / cutoff) ** 8)
-    eq *= 1.0 / np.sqrt(1.0 + (rng.uniform(25, 70) / np.maximum(freqs, 1.0)) ** 4)
+    eq = 10 ** (tilt_db_per_octave * np.log2(np.maximum(coarse, 20.0) / 1000.0) / 20.0)
+    eq /= np.sqrt(1.0 + (coarse / rng.uniform(*style.band_limit)) ** 8)
+    eq /= np.sqrt(1.0 + (rng.uniform(25, 70) / np.maximum(coarse, 1.0)) ** 4)
+    eq = np.interp(np.fft.rfftfreq(nfft, 1.0 / sr), coarse, eq)
     y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(ir, nfft) * eq, nfft)[:n]
     rms = np.sqrt(np.mean(y**2)) + 1e-9
-    hiss = rng.standard_normal(n) * rms * rng.uniform(*style.hiss) * 10.0
-    y += _smooth(hiss, 2)
+    hiss = rng.standard_normal(n, dtype=np.float32)
+    y += (rms * rng.uniform(*style.hiss) * 10.0) * _smooth(hiss, 2)
     drive = rng.uniform(*style.bus_drive)
-    y /= np.abs(y).max() + 1e-12
-    y = np.tanh(drive * y) / math.tanh(drive)
-    return y
+    y *= drive / (np.abs(y).max() + 1e-12)
+    return np.tanh(y) / math.tanh(drive)
 
 
 # --------------------------------------------------------------------------- public API
@@ -898,14 +1235,19 @@ def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050
     if bass_style:
         bass = _part_bass(ctx, bass_style)
         mix += level("bass") * bass / (np.abs(bass).max() + 1e-9)
-    comp, _ = _part_comp(ctx, _pick(rng, style.comp))
+    comp = _part_comp(ctx, _pick(rng, style.comp))
     mix += level("comp") * comp / (np.abs(comp).max() + 1e-9)
     lead_timbre = _pick(rng, style.lead)
     if lead_timbre:
         density = rng.uniform(*style.lead_density)
-        lead = _part_lead(ctx, lead_timbre, density, int(rng.integers(*style.lead_register)),
-                          legato=lead_timbre in ("string", "reed", "vox_ah", "vox_eh", "muted", "organ"),
-                          vibrato=0.006 if lead_timbre in ("string", "reed", "vox_ah", "vox_eh") else 0.0)
+        lead = _part_lead(
+            ctx,
+            lead_timbre,
+            density,
+            int(rng.integers(*style.lead_register)),
+            legato=lead_timbre in ("string", "reed", "vox_ah", "vox_eh", "muted", "organ"),
+            vibrato=0.006 if lead_timbre in ("string", "reed", "vox_ah", "vox_eh") else 0.0,
+        )
         mix += level("lead") * lead / (np.abs(lead).max() + 1e-9)
     if style.rap and rng.random() < style.rap:
         rap = _part_rap(ctx)

@@ -1,0 +1,105 @@
+# Stage 4, screening: every backbone x feature with a frozen backbone. The backbone's
+# pooled output is computed once per (backbone, feature) and cached; the head trains on it.
+
+
+localrules:
+    screening,
+    fetch_weights,
+    summarize_screening,
+
+
+rule screening:
+    input:
+        "results/screening/selection.json",
+
+
+rule fetch_weights:
+    output:
+        "resources/weights/{backbone}/imagenet_notop.h5",
+    log:
+        "logs/fetch_weights/{backbone}.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    script:
+        "../workflow_scripts/fetch_weights.py"
+
+
+rule embed_images:
+    input:
+        unpack(backbone_weights),
+        index="results/features/{feature}/index.csv",
+    output:
+        "results/embeddings/{backbone}/{feature}.npz",
+    log:
+        "logs/embed_images/{backbone}/{feature}.log",
+    benchmark:
+        "benchmarks/embed_images/{backbone}/{feature}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        image_size=config["features"]["image_size"],
+        weights=config["backbones"]["weights"],
+        genres=GENRES,
+        batch_size=config["screening"]["embedding_batch_size"],
+    script:
+        "../workflow_scripts/embed_images.py"
+
+
+rule train_screening:
+    input:
+        unpack(split_manifest_files),
+        embeddings="results/embeddings/{backbone}/{feature}.npz",
+    output:
+        metrics="results/screening/{backbone}/{feature}/metrics.json",
+        history="results/screening/{backbone}/{feature}/history.csv",
+        predictions="results/screening/{backbone}/{feature}/predictions.csv",
+    log:
+        "logs/train_screening/{backbone}/{feature}.log",
+    benchmark:
+        "benchmarks/train_screening/{backbone}/{feature}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        head=sorted_block(config["screening"]["head"]),
+        training=screening_training(),
+        genres=GENRES,
+        about=screening_about,
+    script:
+        "../workflow_scripts/train_screening.py"
+
+
+rule summarize_screening:
+    input:
+        screening_metrics(),
+    output:
+        summary="results/screening/summary.csv",
+        tables=report(
+            "results/screening/tables.md",
+            category="Screening",
+            labels={"table": "F1 per backbone and image type"},
+        ),
+        heatmap=report(
+            "results/screening/heatmap.png",
+            category="Screening",
+            labels={"figure": "backbone x image type heatmap"},
+        ),
+        selection="results/screening/selection.json",
+    log:
+        "logs/summarize_screening/summarize_screening.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        about=run_about(),
+        min_f1=config["screening"]["min_f1"],
+        top_k=config["screening"]["top_k"],
+    script:
+        "../workflow_scripts/summarize_screening.py"

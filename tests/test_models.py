@@ -1,0 +1,521 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses
+import hashlib
+import inspect
+import shutil
+
+import h5py
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from genreflow import models
+from genreflow.data import image_dataset
+from genreflow.models import (
+    BACKBONES,
+    build_backbone,
+    build_classifier,
+    build_head,
+    classifier_backbone,
+    compute_embeddings,
+    fetch_weights,
+    feature_statistics,
+    load_embeddings,
+    normalize_head,
+    predict_proba,
+    resolve_trainable_layers,
+    resolve_weights,
+    save_embeddings,
+    train,
+    transfer_head_weights,
+)
+
+# Keras' own get_weights() triggers a NumPy 2 deprecation warning per variable.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation:DeprecationWarning"
+)
+
+SMALL_HEAD = {"dense_layers": 1, "units": 8, "dropout": 0.2, "learning_rate": 1e-3}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _perturbed_weights(model, seed):
+    """Fresh-init weights plus noise, so a file's weights differ from any fresh build."""
+    rng = np.random.default_rng(seed)
+    return [
+        w + rng.normal(0.0, 0.01, w.shape).astype(w.dtype) for w in model.get_weights()
+    ]
+
+
+def _assert_same_weights(actual, expected):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a, e)
+
+
+def _write_legacy_h5(model, path):
+    """Write weights in the Keras 2 layout of the published ImageNet notop files."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = handle.create_group(layer.name)
+            variables = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{v.name}:0".encode() for v in variables]
+            group.attrs["weight_names"] = names
+            for name, variable in zip(names, variables):
+                group.create_dataset(
+                    name.decode(), data=keras.ops.convert_to_numpy(variable)
+                )
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory):
+    """Factory: (backbone, size) -> (Keras 3 .weights.h5 path, its weight arrays)."""
+    directory = tmp_path_factory.mktemp("weights")
+    made = {}
+
+    def make(name, size):
+        if (name, size) not in made:
+            backbone = build_backbone(name, size, None)
+            weights = _perturbed_weights(backbone, seed=len(made))
+            backbone.set_weights(weights)
+            path = directory / f"{name}_{size}.weights.h5"
+            backbone.save_weights(path)
+            made[name, size] = (str(path), weights)
+        return made[name, size]
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """12 random grayscale 32x32 PNGs and labels."""
+    directory = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(12):
+        path = directory / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), mode="L").save(
+            path
+        )
+        paths.append(str(path))
+    return paths, np.arange(12) % 10
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+def test_registry_matches_keras_sources():
+    efficientnet = pytest.importorskip("keras.src.applications.efficientnet")
+    from keras.src.applications import inception_v3, resnet, vgg16
+
+    assert BACKBONES["vgg16"].weights_url == vgg16.WEIGHTS_PATH_NO_TOP
+    assert BACKBONES["inceptionv3"].weights_url == inception_v3.WEIGHTS_PATH_NO_TOP
+    assert (
+        BACKBONES["resnet50"].weights_url
+        == resnet.BASE_WEIGHTS_PATH + BACKBONES["resnet50"].weights_file
+    )
+    assert BACKBONES["resnet50"].weights_md5 == resnet.WEIGHTS_HASHES["resnet50"][1]
+    assert (
+        BACKBONES["efficientnetb0"].weights_url
+        == efficientnet.BASE_WEIGHTS_PATH + "efficientnetb0_notop.h5"
+    )
+    assert (
+        BACKBONES["efficientnetb0"].weights_md5 == efficientnet.WEIGHTS_HASHES["b0"][1]
+    )
+    for name, module in [("vgg16", vgg16), ("inceptionv3", inception_v3)]:
+        source = inspect.getsource(module)
+        assert f'file_hash="{BACKBONES[name].weights_md5}"' in source
+        assert f'"{BACKBONES[name].weights_file}"' in source
+    for spec in BACKBONES.values():
+        assert spec.weights_url.endswith("/" + spec.weights_file)
+        assert f"min_size={spec.min_size}," in inspect.getsource(
+            inspect.getmodule(spec.constructor)
+        )
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_last_block_boundaries_match_keras_models(name):
+    spec = BACKBONES[name]
+    layers = build_backbone(name, spec.min_size, None).layers
+    boundary = [layer.name for layer in layers].index(spec.last_block_after)
+    assert len(layers) - 1 - boundary == spec.last_block_layers
+    if name == "inceptionv3":
+        assert len(layers) == 311 and layers[-1].name == "mixed10"
+    if name == "vgg16":
+        assert [layer.name for layer in layers[-4:]] == [
+            "block5_conv1",
+            "block5_conv2",
+            "block5_conv3",
+            "block5_pool",
+        ]
+
+
+def test_unknown_backbone_lists_known_names():
+    with pytest.raises(ValueError) as error:
+        build_classifier("alexnet", 64, None, SMALL_HEAD)
+    assert "alexnet" in str(error.value)
+    for name in BACKBONES:
+        assert name in str(error.value)
+
+
+def test_image_size_below_backbone_minimum():
+    with pytest.raises(
+        ValueError, match="minimum input size 75 of backbone 'inceptionv3'"
+    ):
+        build_classifier("inceptionv3", 64, None, SMALL_HEAD)
+    with pytest.raises(ValueError, match="minimum input size 32"):
+        build_backbone("vgg16", 31, None)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_resolve_weights_settings(tmp_path):
+    assert resolve_weights("none", "vgg16", tmp_path) is None
+    weights = tmp_path / "mine.weights.h5"
+    weights.write_bytes(b"")
+    assert resolve_weights(str(weights), "vgg16", tmp_path) == str(weights)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_weights(str(tmp_path / "absent.weights.h5"), "vgg16", tmp_path)
+    odd = tmp_path / "weights.pt"
+    odd.write_bytes(b"")
+    with pytest.raises(ValueError, match="suffix"):
+        resolve_weights(str(odd), "vgg16", tmp_path)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        resolve_weights("none", "vgg17", tmp_path)
+
+
+def test_missing_imagenet_weights_say_where_and_how(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        resolve_weights("imagenet", "inceptionv3", tmp_path / "weights")
+    message = str(error.value)
+    spec = BACKBONES["inceptionv3"]
+    assert spec.weights_url in message
+    assert str(tmp_path / "weights" / spec.weights_file) in message
+    assert "snakemake fetch_weights" in message
+
+
+def test_imagenet_setting_loads_legacy_file_from_weights_dir(tmp_path):
+    source = build_backbone("vgg16", 32, None)
+    weights = _perturbed_weights(source, seed=11)
+    source.set_weights(weights)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    _write_legacy_h5(source, weights_dir / BACKBONES["vgg16"].weights_file)
+
+    path = resolve_weights("imagenet", "vgg16", weights_dir)
+    assert path == str(
+        weights_dir / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
+    model = build_classifier("vgg16", 32, path, SMALL_HEAD)
+    _assert_same_weights(classifier_backbone(model).get_weights(), weights)
+
+
+def test_classifier_loads_keras3_weights_file(weight_files, tmp_path):
+    path, weights = weight_files("vgg16", 32)
+    model = build_classifier(
+        "vgg16", 32, resolve_weights(path, "vgg16", tmp_path), SMALL_HEAD
+    )
+    _assert_same_weights(classifier_backbone(model).get_weights(), weights)
+
+
+def test_weight_files_load_whatever_their_suffix(weight_files, tmp_path):
+    # Keras picks its reader by suffix; content that disagrees with the name still loads.
+    path, weights = weight_files("vgg16", 32)
+    keras3_as_h5 = tmp_path / "vgg16_keras3.h5"
+    shutil.copy(path, keras3_as_h5)
+    _assert_same_weights(
+        build_backbone("vgg16", 32, keras3_as_h5).get_weights(), weights
+    )
+
+    source = build_backbone("vgg16", 32, path)
+    legacy_as_weights_h5 = tmp_path / "vgg16_legacy.weights.h5"
+    _write_legacy_h5(source, legacy_as_weights_h5)
+    _assert_same_weights(
+        build_backbone("vgg16", 32, legacy_as_weights_h5).get_weights(), weights
+    )
+
+
+def test_incomplete_or_foreign_weights_raise(weight_files, tmp_path):
+    path, _ = weight_files("vgg16", 32)
+    cut = tmp_path / "cut.weights.h5"
+    shutil.copy(path, cut)
+    with h5py.File(cut, "a") as handle:
+        del handle["layers/conv2d_12"]
+    with pytest.raises(RuntimeError, match="could not load weights"):
+        build_backbone("vgg16", 32, cut)
+
+    legacy = tmp_path / "short.h5"
+    _write_legacy_h5(build_backbone("vgg16", 32, None), legacy)
+    with h5py.File(legacy, "a") as handle:
+        handle.attrs["layer_names"] = handle.attrs["layer_names"][:-4]
+    with pytest.raises(RuntimeError, match="could not load weights"):
+        build_backbone("vgg16", 32, legacy)
+
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5")
+    with pytest.raises(RuntimeError, match="could not load weights"):
+        build_backbone("vgg16", 32, garbage)
+
+
+def test_fetch_weights_checks_hash_and_installs_atomically(tmp_path, monkeypatch):
+    published = tmp_path / "server" / "weights_notop.h5"
+    published.parent.mkdir()
+    published.write_bytes(b"pretend weights")
+    md5 = hashlib.md5(b"pretend weights").hexdigest()
+    spec = dataclasses.replace(
+        BACKBONES["vgg16"], weights_url=published.as_uri(), weights_md5=md5
+    )
+    monkeypatch.setitem(BACKBONES, "vgg16", spec)
+
+    dest = tmp_path / "weights" / spec.weights_file
+    assert fetch_weights("vgg16", dest) == dest
+    assert dest.read_bytes() == b"pretend weights"
+
+    monkeypatch.setitem(
+        BACKBONES, "vgg16", dataclasses.replace(spec, weights_md5="0" * 32)
+    )
+    other = tmp_path / "other" / spec.weights_file
+    with pytest.raises(OSError, match="md5"):
+        fetch_weights("vgg16", other)
+    assert list(other.parent.iterdir()) == []
+
+
+# -------------------------------------------------------------------------------- head
+
+
+def test_normalize_head_expands_and_validates():
+    head = normalize_head({"dense_layers": 2, "units": [64, 32], "dropout": 0.3})
+    assert head["units"] == [64, 32] and head["dropout"] == [0.3, 0.3]
+    assert head["activation"] == ["relu", "relu"]
+    with pytest.raises(ValueError, match="2 dense layers"):
+        normalize_head({"dense_layers": 2, "units": [64]})
+    with pytest.raises(ValueError, match="unknown head key"):
+        normalize_head({"dense_layer": 2})
+    assert resolve_trainable_layers("vgg16", "last_block", 19) == 4
+    with pytest.raises(ValueError, match="outside"):
+        resolve_trainable_layers("vgg16", 20, 19)
+
+
+def test_head_layers_and_compilation():
+    head = {
+        "dense_layers": 2,
+        "units": [16, 8],
+        "activation": ["relu", "tanh"],
+        "dropout": [0.1, 0.2],
+        "batch_norm": True,
+        "learning_rate": 0.01,
+    }
+    model = build_head(24, head, n_classes=10)
+    layers = {layer.name: layer for layer in model.layers}
+    assert [name for name in layers if name.startswith("head_")] == [
+        "head_dense_0",
+        "head_batch_norm_0",
+        "head_dropout_0",
+        "head_dense_1",
+        "head_batch_norm_1",
+        "head_dropout_1",
+        "head_predictions",
+    ]
+    assert layers["head_dense_1"].units == 8
+    assert layers["head_dense_1"].activation.__name__ == "tanh"
+    assert layers["head_dropout_1"].rate == 0.2
+    assert model.output_shape == (None, 10)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    no_hidden = build_head(24, {"dense_layers": 0})
+    assert [layer.name for layer in no_hidden.layers] == [
+        "embedding",
+        "head_predictions",
+    ]
+
+
+# ---------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50"])
+def test_fine_tuning_changes_only_the_trainable_tail(
+    name, weight_files, images, tmp_path
+):
+    path, weights = weight_files(name, 32)
+    k = BACKBONES[name].last_block_layers
+    model = build_classifier(
+        name, 32, path, {**SMALL_HEAD, "trainable_layers": k}, seed=0
+    )
+    backbone = classifier_backbone(model)
+    _assert_same_weights(backbone.get_weights(), weights)
+
+    paths, labels = images
+    preprocess = BACKBONES[name].preprocess_input
+    train_ds = image_dataset(
+        paths, labels, 32, 4, shuffle=True, seed=0, preprocess=preprocess
+    )
+    valid_ds = image_dataset(
+        paths[:4], labels[:4], 32, 4, shuffle=False, seed=0, preprocess=preprocess
+    )
+    history = train(
+        model,
+        train_ds,
+        valid_ds,
+        epochs=1,
+        patience=2,
+        seed=0,
+        log=tmp_path / "log.txt",
+    )
+    assert len(history) == 1
+
+    before = iter(weights)
+    for position, layer in enumerate(backbone.layers):
+        saved = [next(before) for _ in layer.weights]
+        now = layer.get_weights()
+        if position < len(backbone.layers) - k:
+            assert not layer.trainable
+            _assert_same_weights(now, saved)
+        else:
+            assert layer.trainable
+            # Trainable variables move; batch-norm statistics stay (inference mode).
+            for variable, old, new in zip(layer.weights, saved, now):
+                assert variable.trainable != np.array_equal(old, new), variable.path
+
+
+def test_train_is_reproducible_and_restores_best_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 12)).astype(np.float32)
+    y = rng.integers(0, 10, 80)
+    head = {"dense_layers": 1, "units": 64, "dropout": 0.0, "learning_rate": 0.05}
+
+    def run(log):
+        model = build_head(12, head, seed=4)
+        history = train(
+            model,
+            (x[:60], y[:60]),
+            (x[60:], y[60:]),
+            epochs=12,
+            batch_size=16,
+            patience=3,
+            seed=4,
+            log=log,
+        )
+        return model, history
+
+    model, history = run(tmp_path / "train.log")
+    assert list(history.columns) == [
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
+    assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+    # Random labels: the head overfits, so early stopping must pick an earlier epoch.
+    assert history["val_loss"].idxmin() < len(history) - 1
+    final_loss = model.evaluate(x[60:], y[60:], verbose=0)[0]
+    assert final_loss == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    assert "Epoch 1/12" in (tmp_path / "train.log").read_text()
+
+    again, history_again = run(tmp_path / "again.log")
+    pd.testing.assert_frame_equal(history, history_again)
+    np.testing.assert_array_equal(predict_proba(model, x), predict_proba(again, x))
+
+
+# -------------------------------------------------------------------------- embeddings
+
+
+@pytest.mark.parametrize("standardised", [False, True], ids=["raw", "standardised"])
+def test_head_on_cached_embeddings_equals_full_image_model(
+    weight_files, images, tmp_path, standardised
+):
+    name = "efficientnetb0"
+    path, _ = weight_files(name, 32)
+    paths, labels = images
+    embeddings = compute_embeddings(name, 32, path, paths, batch_size=5)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(paths), 1280)
+
+    cache = tmp_path / "cache" / "train.npz"
+    save_embeddings(
+        cache, embeddings, [f"c{i}" for i in range(12)], np.zeros(12), labels
+    )
+    cached = load_embeddings(cache)
+
+    head = {"dense_layers": 1, "units": 16, "dropout": 0.3, "batch_norm": True}
+    # the screening head standardises its input with the training embeddings' statistics
+    stats = feature_statistics(cached.embeddings) if standardised else None
+    head_model = build_head(cached.embeddings.shape[1], head, seed=0, stats=stats)
+    train(
+        head_model,
+        (cached.embeddings, cached.label),
+        (cached.embeddings, cached.label),
+        epochs=2,
+        batch_size=4,
+        patience=2,
+        seed=0,
+        log=tmp_path / "log.txt",
+    )
+
+    full = build_classifier(name, 32, path, {**head, "trainable_layers": 0}, stats=stats)
+    transfer_head_weights(head_model, full)
+    dataset = image_dataset(
+        paths,
+        None,
+        32,
+        4,
+        shuffle=False,
+        seed=0,
+        preprocess=BACKBONES[name].preprocess_input,
+    )
+    full_probabilities = predict_proba(full, dataset)
+    head_probabilities = predict_proba(head_model, cached.embeddings)
+    # Standardising divides by the embeddings' spread (1e-6 for this perturbed
+    # EfficientNet), which magnifies float32 rounding of the two forward passes.
+    np.testing.assert_allclose(
+        full_probabilities, head_probabilities, atol=2e-3 if standardised else 1e-4
+    )
+    np.testing.assert_array_equal(full_probabilities.argmax(1), head_probabilities.argmax(1))
+
+
+def test_embedding_cache_round_trip(tmp_path):
+    path = tmp_path / "emb.npz"
+    embeddings = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    save_embeddings(path, embeddings, ["a.1", "a.1", "b.2"], [0, 1, 0], [1, 1, 2])
+    loaded = load_embeddings(path)
+    np.testing.assert_array_equal(loaded.embeddings, embeddings)
+    assert loaded.clip.tolist() == ["a.1", "a.1", "b.2"]
+    assert loaded.segment.tolist() == [0, 1, 0] and loaded.label.tolist() == [1, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npz"]
+    with pytest.raises(ValueError, match="length"):
+        save_embeddings(tmp_path / "bad.npz", embeddings, ["a"], [0], [1])
+    assert not (tmp_path / "bad.npz").exists()
+
+
+def test_transfer_head_weights_requires_same_head():
+    with pytest.raises(ValueError, match="head layers differ"):
+        transfer_head_weights(
+            build_head(4, {"dense_layers": 2}), build_head(4, {"dense_layers": 1})
+        )
+
+
+# The optimizer has no state before training; Keras warns that it skips it.
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_classifier_survives_keras_save_and_load(weight_files, tmp_path):
+    path, _ = weight_files("vgg16", 32)
+    model = build_classifier("vgg16", 32, path, {**SMALL_HEAD, "trainable_layers": 4})
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(predict_proba(loaded, x), predict_proba(model, x))
+    assert len(loaded.trainable_weights) == len(model.trainable_weights)
+
+
+def test_config_min_sizes_match_the_registry():
+    from genreflow.config import BACKBONE_MIN_SIZES
+
+    assert BACKBONE_MIN_SIZES == {name: spec.min_size for name, spec in BACKBONES.items()}

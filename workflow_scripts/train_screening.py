@@ -1,0 +1,17 @@
+from genreflow.jobs import logged_job
+from genreflow.screening import SPLITS, limit_threads, screen_head
+
+with logged_job(snakemake) as log:
+    limit_threads(snakemake.threads)
+    screen_head(
+        embeddings_npz=snakemake.input.embeddings,
+        manifests={split: snakemake.input[split] for split in SPLITS},
+        head=snakemake.params.head,
+        training=snakemake.params.training,
+        genres=snakemake.params.genres,
+        about=snakemake.params.about,
+        out_metrics=snakemake.output.metrics,
+        out_history=snakemake.output.history,
+        out_predictions=snakemake.output.predictions,
+        log=log,
+    )
