@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def snakemake(workdir, *args, check=True, timeout=900):
+def snakemake(workdir, *args, check=True, timeout=900, env=None):
     """Run this repo's workflow in `workdir` (its own results/, logs/, .snakemake/)."""
     command = [
         sys.executable, "-m", "snakemake",
@@ -22,7 +22,7 @@ def snakemake(workdir, *args, check=True, timeout=900):
         "--configfile", str(Path(workdir) / "config.yaml"),
         *args,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     output = done.stdout + done.stderr
     if check and done.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({done.returncode}):\n{output[-6000:]}")
@@ -109,3 +109,23 @@ def tiny_gtzan_run(tmp_path_factory):
     write_config(workdir, TINY_CONFIG)
     _, output = snakemake(workdir, "--cores", "2")
     return workdir, expected_rejects, output
+
+
+def write_legacy_h5(model, path):
+    """Write weights in the Keras 2 layout of the published ImageNet notop files."""
+    import h5py
+    import keras
+
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = handle.create_group(layer.name)
+            variables = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{v.name}:0".encode() for v in variables]
+            group.attrs["weight_names"] = names
+            for name, variable in zip(names, variables):
+                group.create_dataset(
+                    name.decode(), data=keras.ops.convert_to_numpy(variable)
+                )

@@ -16,6 +16,7 @@ from PIL import Image
 
 from genreflow import models
 from genreflow.data import image_dataset
+from conftest import write_legacy_h5
 from genreflow.models import (
     BACKBONES,
     build_backbone,
@@ -58,23 +59,6 @@ def _assert_same_weights(actual, expected):
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected):
         np.testing.assert_array_equal(a, e)
-
-
-def _write_legacy_h5(model, path):
-    """Write weights in the Keras 2 layout of the published ImageNet notop files."""
-    with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
-        handle.attrs["backend"] = b"tensorflow"
-        handle.attrs["keras_version"] = b"2.2.4"
-        for layer in model.layers:
-            group = handle.create_group(layer.name)
-            variables = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{layer.name}/{v.name}:0".encode() for v in variables]
-            group.attrs["weight_names"] = names
-            for name, variable in zip(names, variables):
-                group.create_dataset(
-                    name.decode(), data=keras.ops.convert_to_numpy(variable)
-                )
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +195,7 @@ def test_imagenet_setting_loads_legacy_file_from_weights_dir(tmp_path):
     source.set_weights(weights)
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
-    _write_legacy_h5(source, weights_dir / BACKBONES["vgg16"].weights_file)
+    write_legacy_h5(source, weights_dir / BACKBONES["vgg16"].weights_file)
 
     path = resolve_weights("imagenet", "vgg16", weights_dir)
     assert path == str(
@@ -240,7 +224,7 @@ def test_weight_files_load_whatever_their_suffix(weight_files, tmp_path):
 
     source = build_backbone("vgg16", 32, path)
     legacy_as_weights_h5 = tmp_path / "vgg16_legacy.weights.h5"
-    _write_legacy_h5(source, legacy_as_weights_h5)
+    write_legacy_h5(source, legacy_as_weights_h5)
     _assert_same_weights(
         build_backbone("vgg16", 32, legacy_as_weights_h5).get_weights(), weights
     )
@@ -256,7 +240,7 @@ def test_incomplete_or_foreign_weights_raise(weight_files, tmp_path):
         build_backbone("vgg16", 32, cut)
 
     legacy = tmp_path / "short.h5"
-    _write_legacy_h5(build_backbone("vgg16", 32, None), legacy)
+    write_legacy_h5(build_backbone("vgg16", 32, None), legacy)
     with h5py.File(legacy, "a") as handle:
         handle.attrs["layer_names"] = handle.attrs["layer_names"][:-4]
     with pytest.raises(RuntimeError, match="could not load weights"):

@@ -1,0 +1,111 @@
+"""Screening through Snakemake: metrics that agree with scikit-learn, the selection rule,
+and ImageNet weights read from resources/weights/ (never downloaded by a training job)."""
+
+import copy
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from conftest import TINY_CONFIG, make_tiny_gtzan, planned_jobs, snakemake, write_config, write_legacy_h5
+
+pytestmark = pytest.mark.workflow
+
+
+def test_screening_metrics_agree_with_sklearn_on_the_predictions(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    for backbone in ("vgg16", "efficientnetb0"):
+        for feature in ("mel", "mfcc"):
+            folder = workdir / "results/screening" / backbone / feature
+            metrics = json.loads((folder / "metrics.json").read_text())
+            predictions = pd.read_csv(folder / "predictions.csv")
+            for split in ("valid", "test"):
+                rows = predictions[predictions["split"] == split]
+                expected = set(pd.read_csv(workdir / f"results/splits/{split}.csv")["clip"])
+                assert set(rows["clip"]) == expected
+                assert metrics[f"{split}_macro_f1"] == pytest.approx(
+                    f1_score(rows["true"], rows["predicted"], average="macro",
+                             labels=sorted(set(rows["true"])), zero_division=0)
+                )
+                assert metrics[f"{split}_accuracy"] == pytest.approx(
+                    accuracy_score(rows["true"], rows["predicted"])
+                )
+            assert metrics["backbone"] == backbone and metrics["feature"] == feature
+            assert metrics["pretrained"] is False and metrics["weights"] == "none"
+            assert 1 <= metrics["epochs_run"] <= 3
+            history = pd.read_csv(folder / "history.csv")
+            assert list(history["epoch"]) == list(range(1, metrics["epochs_run"] + 1))
+
+
+def test_screening_summary_selection_and_heatmap(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    summary = pd.read_csv(workdir / "results/screening/summary.csv")
+    assert sorted(zip(summary["backbone"], summary["feature"])) == [
+        ("efficientnetb0", "mel"), ("efficientnetb0", "mfcc"), ("vgg16", "mel"), ("vgg16", "mfcc"),
+    ]
+    selection = json.loads((workdir / "results/screening/selection.json").read_text())
+    best = summary.sort_values(["valid_macro_f1", "feature"], ascending=[False, True]).drop_duplicates("backbone")
+    assert {(s["backbone"], s["feature"]) for s in selection["selected"]} == set(
+        zip(best["backbone"], best["feature"])
+    )
+    assert any("NOT PRETRAINED" in note for note in selection["caveats"])
+    tables = (workdir / "results/screening/tables.md").read_text()
+    assert "### vgg16" in tables and "NOT PRETRAINED" in tables
+    assert (workdir / "results/screening/heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    embeddings = np.load(workdir / "results/embeddings/vgg16/mel.npz")
+    index = pd.read_csv(workdir / "results/features/mel/index.csv")
+    assert embeddings["embeddings"].shape == (len(index), 512)
+
+
+def imagenet_config():
+    config = copy.deepcopy(TINY_CONFIG)
+    config["backbones"] = {"names": ["vgg16"], "weights": "imagenet"}
+    config["screening"] = {"features": ["mel"], "epochs": 2, "patience": 1}
+    return config
+
+
+@pytest.fixture(scope="module")
+def imagenet_workdir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("imagenet")
+    make_tiny_gtzan(workdir / "corpus", clips_per_genre=3, seconds=4.0)
+    config = imagenet_config()
+    config["audio"] = {"seconds": 4.0, "min_seconds": 3.0}
+    write_config(workdir, config)
+    return workdir
+
+
+def test_missing_imagenet_weights_without_internet_name_url_and_path(imagenet_workdir):
+    # a closed local port as proxy: the download fails at once, even on a machine online
+    env = {**os.environ, "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    code, output = snakemake(imagenet_workdir, "--cores", "1", "resources/weights/vgg16/imagenet_notop.h5",
+                             check=False, env=env)
+    assert code != 0
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in output
+    assert "put it at resources/weights/vgg16/imagenet_notop.h5" in output
+    assert not (imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5").exists()
+
+
+def test_imagenet_weights_are_read_from_the_local_file(imagenet_workdir):
+    from genreflow.models import build_backbone, compute_embeddings
+
+    # a weights file made here, in the layout of Keras' published ImageNet files
+    source = build_backbone("vgg16", 32, None)
+    rng = np.random.default_rng(3)
+    source.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in source.get_weights()])
+    target = imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_legacy_h5(source, target)
+
+    _, output = snakemake(imagenet_workdir, "-n", "results/screening/selection.json")
+    assert "fetch_weights" not in {rule for rule, _ in planned_jobs(output)}
+    snakemake(imagenet_workdir, "--cores", "2", "results/screening/selection.json")
+    cache = np.load(imagenet_workdir / "results/embeddings/vgg16/mel.npz")
+    index = pd.read_csv(imagenet_workdir / "results/features/mel/index.csv")
+    paths = [str(imagenet_workdir / path) for path in index["image"]]
+    expected = compute_embeddings("vgg16", 32, str(target), paths, batch_size=8)
+    np.testing.assert_allclose(cache["embeddings"], expected, rtol=1e-5, atol=1e-6)
+    metrics = json.loads((imagenet_workdir / "results/screening/vgg16/mel/metrics.json").read_text())
+    assert metrics["pretrained"] is True and metrics["weights"] == "imagenet"
