@@ -35,7 +35,7 @@ TEST_CLUSTER = "localcluster"  # the ClusterName start-local-slurm.sh writes
 INSTALL_PROFILE = 'mkdir -p ~/.config/snakemake && ln -s "$PWD/profiles/slurm" ~/.config/snakemake/slurm'
 # Test-only: the first status check 2 s after submission (profile: 20 s).
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
-RUN_TIMEOUT = 1200
+RUN_TIMEOUT = 600  # seconds; the tiny corpus takes about 70 s through Slurm here
 COMPARED = ("results/corpus", "results/splits", "results/features")
 SLURM_LOGS = [
     os.environ.get("LOCAL_SLURM_LOG", "/tmp/local-slurm-start.log"),
@@ -73,6 +73,11 @@ def declared_rules(snakefiles):
 
 def workflow_rules():
     return declared_rules([REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))])
+
+
+def rule_of(rules, name):
+    """A rule the static reading missed (e.g. from `use rule`) is, like Snakemake's default, remote."""
+    return rules.get(name, DeclaredRule(local=False, gpu=False))
 
 
 # ---------------------------------------------------------------- what Snakemake plans and submits
@@ -240,12 +245,13 @@ class SlurmRun:
     completed: dict = field(default_factory=dict)  # Slurm job id -> state in the jobcomp log
     calls: list = field(default_factory=list)  # SbatchCall
     cancelled: dict = field(default_factory=dict)  # Slurm job id -> the job it was running
+    gpu_rules_in_workflow: set = field(default_factory=set)
 
     def remote_jobs(self):
-        return [job for job in self.planned if not self.rules[job.rule].local]
+        return [job for job in self.planned if not rule_of(self.rules, job.rule).local]
 
     def local_jobs(self):
-        return [job for job in self.planned if self.rules[job.rule].local]
+        return [job for job in self.planned if rule_of(self.rules, job.rule).local]
 
     def slurm_jobs_running(self, key):
         return [job for job in self.jobs.values() if key in job.targets]
@@ -316,8 +322,8 @@ def cancel_one_running(rule):
                     job and job.rule == rule and job.log and (run.workdir / job.log).exists()
                     and not all((run.workdir / out).exists() for out in job.outputs)
                 ):
-                    slurm("scancel", job_id, check=True)
-                    run.cancelled[job_id] = key
+                    if slurm("scancel", job_id).returncode == 0:
+                        run.cancelled[job_id] = key
                     return
 
     return hook
@@ -382,7 +388,7 @@ def workflow_targets(planned_jobs, rules):
             targets += [o for o in job.outputs if o.endswith(".csv")]
     first_of_gpu_rule = {}
     for job in planned_jobs:
-        if job.rule in rules and rules[job.rule].gpu and not rules[job.rule].local:
+        if rule_of(rules, job.rule).gpu and not rule_of(rules, job.rule).local:
             first_of_gpu_rule.setdefault(job.rule, job)
     for job in first_of_gpu_rule.values():
         targets += list(job.outputs)
@@ -390,7 +396,7 @@ def workflow_targets(planned_jobs, rules):
 
 
 @pytest.fixture(scope="session")
-def tiny_slurm_run(tiny_gtzan_run, local_slurm, installed_profile_env, tmp_path_factory):
+def tiny_slurm_run(local_slurm, tiny_gtzan_run, installed_profile_env, tmp_path_factory):
     """The tiny GTZAN-shaped corpus of the local run (conftest), run again through
     `snakemake --profile slurm` in a fresh directory; one running make_images job is
     cancelled with scancel on the way."""
@@ -407,11 +413,14 @@ def tiny_slurm_run(tiny_gtzan_run, local_slurm, installed_profile_env, tmp_path_
         cwd=workdir, env=installed_profile_env, capture_output=True, text=True, timeout=300,
     )
     assert everything.returncode == 0, everything.stdout[-3000:] + everything.stderr[-3000:]
-    targets = workflow_targets(planned(everything.stdout + everything.stderr), rules)
+    whole_plan = planned(everything.stdout + everything.stderr)
     run = run_through_slurm(
-        workdir, args, rules, env=installed_profile_env, targets=targets,
+        workdir, args, rules, env=installed_profile_env, targets=workflow_targets(whole_plan, rules),
         while_running=cancel_one_running("make_images"),
     )
+    run.gpu_rules_in_workflow = {
+        job.rule for job in whole_plan if rule_of(rules, job.rule).gpu and not rule_of(rules, job.rule).local
+    }
     return run, local_dir
 
 
@@ -480,11 +489,12 @@ def test_a_cancelled_job_is_retried_and_leaves_no_partial_output(tiny_slurm_run)
     assert f"JOB {cancelled_id} ON" in slurm_log.read_text() and "CANCELLED" in slurm_log.read_text()
     # Every output is whole: no temporary files, every image indexed and readable.
     results = run.workdir / "results"
-    assert not [p for p in results.rglob("*") if p.name.startswith(".") or p.suffix == ".part"]
+    files = [p for p in results.rglob("*") if p.is_file() and p.name != ".snakemake_timestamp"]
+    assert not [p for p in files if p.name.startswith(".") or p.suffix == ".part"]
     for index_path in sorted(results.glob("features/*/index.csv")):
         index = pd.read_csv(index_path)
         feature_dir = index_path.parent / "images"
-        on_disk = {str(p.relative_to(run.workdir)) for p in feature_dir.rglob("*") if p.is_file()}
+        on_disk = {str(p.relative_to(run.workdir)) for p in files if p.is_relative_to(feature_dir)}
         assert set(index["image"]) == on_disk, index_path
         for image in index["image"]:
             pixels = np.asarray(Image.open(run.workdir / image))
@@ -498,9 +508,10 @@ def test_a_cancelled_job_is_retried_and_leaves_no_partial_output(tiny_slurm_run)
 def test_workflow_gpu_rules_reach_slurm_as_the_profile_says(tiny_slurm_run):
     run, _ = tiny_slurm_run
     assert not gpu_request_problems(run), "\n".join(gpu_request_problems(run)) + "\n" + run.explain()
-    gpu_rules = sorted({job.rule for job in run.remote_jobs() if expected_gpu_request(job.resource)[0]})
-    declared = sorted(name for name, rule in run.rules.items() if rule.gpu and not rule.local)
-    assert gpu_rules == declared, "every GPU rule of the workflow must have run through Slurm here"
+    if not run.gpu_rules_in_workflow:
+        pytest.skip("no rule that asks for a GPU runs on the tiny config (Snakefile.gpu still covers GPUs)")
+    submitted = {job.rule for job in run.remote_jobs() if expected_gpu_request(job.resource)[0]}
+    assert submitted == run.gpu_rules_in_workflow, "one job of every GPU rule must have gone through Slurm"
 
 
 # ---------------------------------------------------------------- GPU requests, on a small Snakefile

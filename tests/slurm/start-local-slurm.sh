@@ -6,7 +6,8 @@
 #
 # The node advertises more CPUs and memory than the machine has (config_overrides), at least
 # the largest request of any rule (a group job asks for the sum of its parallel members), and
-# fake GPUs (File=/dev/null) so that `gpu: 1` jobs are schedulable.
+# fake GPUs (null character devices) so that `gpu: 1` jobs are schedulable and get a
+# CUDA_VISIBLE_DEVICES.
 #
 # Environment knobs:
 #   LOCAL_SLURM_CPUS=N          CPUs advertised for the node                      [16]
@@ -21,7 +22,7 @@ MEM_MB=${LOCAL_SLURM_MEM_MB:-32000}
 FAKE_GPUS=${LOCAL_SLURM_FAKE_GPUS:-2}
 START_LOG=${LOCAL_SLURM_LOG:-/tmp/local-slurm-start.log}
 CLUSTER=localcluster   # tests/test_slurm.py only runs against a cluster of this name
-NODE=$(hostname -s)
+NODE=$(hostname -s 2>/dev/null || uname -n | cut -d. -f1)
 
 exec > >(tee "$START_LOG") 2>&1
 log() { printf '[local-slurm %s] %s\n' "$(date +%T)" "$*"; }

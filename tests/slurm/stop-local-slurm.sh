@@ -34,7 +34,7 @@ stop_pidfile /run/munge/munged.pid munged
 
 if [ "$PURGE" = 1 ]; then
   rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
-  rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/*
+  rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/* /var/lib/slurm/fake-gpus
   rm -f /var/log/slurm/*.log
   log "purged config, state and logs"
 fi
