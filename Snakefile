@@ -6,11 +6,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow_scripts/genreflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/features.smk"
 include: "rules/splits.smk"
 include: "rules/screening.smk"
+include: "rules/tuning.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -18,3 +23,5 @@ rule all:
         feature_indexes(),
         split_manifests(),
         "results/screening/selection.json",
+        final_best_trials,
+        rules.final.input,

@@ -36,7 +36,7 @@ def snakemake(workdir: Path, cores: int, *targets: str, extra=()) -> float:
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-        "--cores", str(cores), *extra, *targets,
+        "--cores", str(cores), *targets, *extra,
     ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)

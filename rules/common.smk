@@ -164,3 +164,219 @@ def screening_metrics():
         backbone=BACKBONES,
         feature=SCREEN_FEATURES,
     )
+
+
+# ---------------------------------------------------------------- tuning
+from genreflow.io import read_json
+
+TUNING = config["tuning"]
+BASELINE_CNN = "baseline_cnn"
+TUNED_MODELS = "|".join([*BACKBONES, BASELINE_CNN])
+
+
+wildcard_constraints:
+    round=r"\d+",
+    worker=r"\d+",
+
+
+def tuning_block(backbone):
+    """The tuning settings of a model: the baseline CNN has its own rounds and defaults."""
+    return TUNING["baseline"] if backbone == BASELINE_CNN else TUNING
+
+
+def tuning_round(wildcards):
+    return tuning_block(wildcards.backbone)["rounds"][int(wildcards.round)]
+
+
+def tuning_combinations():
+    """(backbone, feature) of every chain of rounds, the baseline CNN's included."""
+    if TUNING["combinations"] == "selection":
+        selection = checkpoints.summarize_screening.get().output.selection
+        pairs = [
+            (s["backbone"], s["feature"]) for s in read_json(selection)["selected"]
+        ]
+    else:
+        pairs = [(c["backbone"], c["feature"]) for c in TUNING["combinations"]]
+    baseline = TUNING["baseline"]
+    if baseline["enabled"]:
+        if baseline["feature"] != "best":
+            pairs.append((BASELINE_CNN, baseline["feature"]))
+        elif pairs:
+            pairs.append((BASELINE_CNN, pairs[0][1]))
+        else:
+            raise WorkflowError(
+                "screening selected no combination, so tuning.baseline.feature 'best' "
+                "names no feature; lower screening.min_f1 or name a feature"
+            )
+    return pairs
+
+
+def round_file(backbone, feature, n, name):
+    return f"results/tuning/{backbone}/{feature}/round_{n}/{name}"
+
+
+def final_best_trials(wildcards):
+    """best_trial.json of the last round of every chain."""
+    return [
+        round_file(
+            backbone,
+            feature,
+            len(tuning_block(backbone)["rounds"]) - 1,
+            "best_trial.json",
+        )
+        for backbone, feature in tuning_combinations()
+    ]
+
+
+def previous_best_trial(wildcards):
+    n = int(wildcards.round)
+    return round_file(wildcards.backbone, wildcards.feature, n - 1, "best_trial.json")
+
+
+def tuning_round_inputs(wildcards):
+    inputs = {
+        **split_manifest_files(wildcards),
+        "index": f"results/features/{wildcards.feature}/index.csv",
+    }
+    if wildcards.backbone != BASELINE_CNN:
+        inputs.update(backbone_weights(wildcards))
+        inputs["embeddings"] = (
+            f"results/embeddings/{wildcards.backbone}/{wildcards.feature}.npz"
+        )
+    n = int(wildcards.round)
+    if n > 0:
+        # collect_round is a checkpoint: once the previous round is collected this job is
+        # planned again, and its params read the new best_trial.json. ancient(): a rewrite
+        # with the same inherited values reruns nothing.
+        checkpoints.collect_round.get(
+            backbone=wildcards.backbone, feature=wildcards.feature, round=str(n - 1)
+        )
+        inputs["previous"] = ancient(previous_best_trial(wildcards))
+    return inputs
+
+
+def tuning_inherited(wildcards):
+    """The inherited values, from the previous round's best_trial.json; they are params,
+    so that a change of value reruns this round (and a same-content rewrite does not).
+    """
+    names = tuning_round(wildcards)["inherit"]
+    if not names:
+        return {}
+    path = previous_best_trial(wildcards)
+    if not os.path.exists(path):
+        # Only while the previous round is still to run: the job is planned again then.
+        return {"pending": path}
+    params = read_json(path)["params"]
+    return sorted_block({name: params.get(name) for name in names})
+
+
+def tuning_round_block(wildcards):
+    return sorted_block(tuning_round(wildcards))
+
+
+def tuning_defaults(wildcards):
+    return sorted_block(tuning_block(wildcards.backbone)["defaults"])
+
+
+def tuning_pruner(wildcards):
+    return sorted_block(tuning_round(wildcards)["pruner"] or TUNING["pruner"])
+
+
+def tuning_settings(wildcards):
+    settings = {"genres": GENRES, "image_size": config["features"]["image_size"]}
+    if wildcards.backbone != BASELINE_CNN:
+        settings["weights"] = config["backbones"]["weights"]
+    return sorted_block(settings)
+
+
+def tuning_journal(wildcards):
+    return round_file(
+        wildcards.backbone, wildcards.feature, wildcards.round, "study.journal"
+    )
+
+
+def tuning_worker_notes(wildcards):
+    return expand(
+        round_file(
+            wildcards.backbone,
+            wildcards.feature,
+            wildcards.round,
+            "workers/{worker}.json",
+        ),
+        worker=range(TUNING["workers"]),
+    )
+
+
+# ---------------------------------------------------------------- evaluation
+from genreflow.evaluation import final_about
+from genreflow.screening import caveats
+
+EVALUATION = config["evaluation"]
+
+
+wildcard_constraints:
+    seed=r"\d+",
+
+
+def final_models(wildcards):
+    """(backbone, feature, round) of every tuning round of every chain, the baseline
+    CNN's included: each round's best configuration becomes a final model."""
+    return [
+        (backbone, feature, n)
+        for backbone, feature in tuning_combinations()
+        for n in range(len(tuning_block(backbone)["rounds"]))
+    ]
+
+
+def final_metrics(wildcards):
+    return [
+        f"results/final/{backbone}/{feature}/round_{n}/metrics.json"
+        for backbone, feature, n in final_models(wildcards)
+    ]
+
+
+def final_figures(wildcards):
+    return [
+        f"results/final/{backbone}/{feature}/round_{n}/{name}.png"
+        for backbone, feature, n in final_models(wildcards)
+        for name in ("accuracy", "loss", "confusion_matrix")
+    ]
+
+
+def tuning_figures(wildcards):
+    return [
+        f"results/tuning/{backbone}/{feature}/round_{n}/plots/{name}.png"
+        for backbone, feature, n in final_models(wildcards)
+        for name in ("optimization_history", "param_importances", "parallel_coordinate")
+    ]
+
+
+def final_seed_files(wildcards):
+    folder = f"results/final/{wildcards.backbone}/{wildcards.feature}/round_{wildcards.round}"
+    return {
+        name: [f"{folder}/seed_{seed}/{filename}" for seed in EVALUATION["seeds"]]
+        for name, filename in (
+            ("metrics", "metrics.json"),
+            ("predictions", "predictions.csv"),
+            ("history", "history.csv"),
+        )
+    }
+
+
+def final_weights(wildcards):
+    return {} if wildcards.backbone == BASELINE_CNN else backbone_weights(wildcards)
+
+
+def final_model_about(wildcards):
+    return final_about(
+        run_about(), wildcards.backbone, wildcards.feature, int(wildcards.round)
+    )
+
+
+def final_notes(wildcards):
+    """The caveats, in genreflow.screening.caveats' words, for the report captions."""
+    return caveats(final_model_about(wildcards))
+
+
+def final_training():
+    return sorted_block({key: EVALUATION[key] for key in ("epochs", "patience")})

@@ -77,18 +77,20 @@ rule train_screening:
         "../workflow_scripts/train_screening.py"
 
 
-rule summarize_screening:
+checkpoint summarize_screening:
     input:
         screening_metrics(),
     output:
         summary="results/screening/summary.csv",
         tables=report(
             "results/screening/tables.md",
+            caption="../workflow_scripts/genreflow/report/screening_tables.rst",
             category="Screening",
             labels={"table": "F1 per backbone and image type"},
         ),
         heatmap=report(
             "results/screening/heatmap.png",
+            caption="../workflow_scripts/genreflow/report/screening_heatmap.rst",
             category="Screening",
             labels={"figure": "backbone x image type heatmap"},
         ),

@@ -97,6 +97,34 @@ TINY_CONFIG = {
     "features": {"image_size": 32, "shard_size": 8},
     "backbones": {"names": ["vgg16", "efficientnetb0"], "weights": "none"},
     "screening": {"features": ["mel", "mfcc"], "epochs": 3, "patience": 2},
+    # one cheap round per chain (head on cached embeddings) and a two-trial baseline CNN, so
+    # that the full run covers tuning, final models and the report in a few minutes
+    "tuning": {
+        "combinations": [{"backbone": "vgg16", "feature": "mel"}],
+        "pruner": {"kind": "none"},
+        "defaults": {"epochs": 2, "batch_size": 8, "units": 16},
+        "rounds": [
+            {
+                "nuisance": {"learning_rate": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True}},
+                "fixed": {"trainable_layers": 0},
+                "sampler": "qmc",
+                "n_trials": 2,
+            }
+        ],
+        "baseline": {
+            "enabled": True,
+            "feature": "mel",
+            "defaults": {"conv_layers": 2, "kernels": 8, "units": 16, "epochs": 2, "batch_size": 8},
+            "rounds": [
+                {
+                    "nuisance": {"learning_rate": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True}},
+                    "sampler": "random",
+                    "n_trials": 2,
+                }
+            ],
+        },
+    },
+    "evaluation": {"seeds": [0, 1], "epochs": 2, "patience": 2},
 }
 
 

@@ -184,6 +184,7 @@ def _relations(config: dict, base_dir: str) -> list[str]:
     for split, path in (lists or {}).items():
         if not os.path.isfile(os.path.join(base_dir, path)):
             problems.append(f"config key splits.lists.{split}: file {path!r} does not exist")
+    problems.extend(_tuning_relations(config))
     return problems
 
 
@@ -194,3 +195,263 @@ def sorted_block(block):
     if isinstance(block, list):
         return [sorted_block(item) for item in block]
     return block
+
+
+# ------------------------------------------------------------------------------ tuning
+# The hyperparameters a tuning round may search, inherit or fix, for the transfer models
+# (genreflow.models.normalize_head's keys plus training keys) and the baseline CNN
+# (genreflow.baseline). Here rather than imported so that validating a config does not
+# import TensorFlow; tests/test_tuning.py checks that they agree with those modules.
+# Each maps to the key counting its layers when it may be given per layer, else to None.
+TUNING_HYPERPARAMETERS = {
+    "transfer": {
+        "activation": "dense_layers",
+        "batch_norm": None,
+        "batch_size": None,
+        "dense_layers": None,
+        "dropout": "dense_layers",
+        "epochs": None,
+        "learning_rate": None,
+        "trainable_layers": None,
+        "units": "dense_layers",
+    },
+    "baseline": {
+        "activation": None,
+        "batch_norm": None,
+        "batch_size": None,
+        "conv_batch_norm": None,
+        "conv_dropout": "conv_layers",
+        "conv_layers": None,
+        "dense_layers": None,
+        "dropout": "dense_layers",
+        "epochs": None,
+        "kernel_size": "conv_layers",
+        "kernels": "conv_layers",
+        "learning_rate": None,
+        "stride": "conv_layers",
+        "units": "dense_layers",
+    },
+}
+# What values each hyperparameter takes: the range types it may be searched with, and a
+# check of one (per-layer) value.
+_VALUE_KINDS = {
+    "activation": "activation",
+    "batch_norm": "bool",
+    "batch_size": "positive_int",
+    "conv_batch_norm": "bool",
+    "conv_dropout": "rate",
+    "conv_layers": "positive_int",
+    "dense_layers": "count",
+    "dropout": "rate",
+    "epochs": "positive_int",
+    "kernel_size": "positive_int",
+    "kernels": "positive_int",
+    "learning_rate": "positive",
+    "stride": "positive_int",
+    "trainable_layers": "trainable",
+    "units": "positive_int",
+}
+ACTIVATIONS = (
+    "elu",
+    "gelu",
+    "leaky_relu",
+    "linear",
+    "mish",
+    "relu",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softplus",
+    "swish",
+    "tanh",
+)
+_RANGE_TYPES = {
+    "count": "int",
+    "positive_int": "int",
+    "trainable": "int",
+    "rate": "float",
+    "positive": "float",
+}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _value_problem(name: str, value) -> str | None:
+    kind = _VALUE_KINDS[name]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {
+        "activation": value in ACTIVATIONS,
+        "bool": isinstance(value, bool),
+        "count": _is_int(value) and value >= 0,
+        "positive_int": _is_int(value) and value >= 1,
+        "trainable": value == "last_block" or (_is_int(value) and value >= 0),
+        "rate": number and 0 <= value < 1,
+        "positive": number and value > 0,
+    }[kind]
+    if ok:
+        return None
+    expected = {
+        "activation": f"one of {list(ACTIVATIONS)}",
+        "bool": "true or false",
+        "count": "an integer >= 0",
+        "positive_int": "an integer >= 1",
+        "trainable": "an integer >= 0 or 'last_block'",
+        "rate": "a number in [0, 1)",
+        "positive": "a number > 0",
+    }[kind]
+    return f"{value!r} is not a valid {name} ({expected})"
+
+
+def _check_values(key: str, name: str, value, per_layer: bool) -> list[str]:
+    values = value if per_layer and isinstance(value, list) else [value]
+    problems = [_value_problem(name, item) for item in values]
+    return [f"config key {key}: {problem}" for problem in problems if problem]
+
+
+def _dimension_problems(
+    key: str, name: str, dimension: dict, per_layer_of: str | None
+) -> list[str]:
+    problems = []
+    if dimension["per_layer"] is not None and dimension["per_layer"] != per_layer_of:
+        allowed = f"per_layer: {per_layer_of}" if per_layer_of else "no per_layer"
+        problems.append(
+            f"config key {key}.per_layer: {name} cannot be searched per "
+            f"{dimension['per_layer']!r} ({allowed})"
+        )
+    if dimension["type"] == "categorical":
+        if not dimension.get("choices"):
+            problems.append(f"config key {key}.choices: a categorical dimension needs choices")
+        else:
+            for choice in dimension["choices"]:
+                problems.extend(_check_values(f"{key}.choices", name, choice, False))
+        return problems
+    expected = _RANGE_TYPES.get(_VALUE_KINDS[name])
+    if expected != dimension["type"]:
+        allowed = f"type {expected} or categorical" if expected else "type categorical"
+        return [f"config key {key}.type: {name} is searched with {allowed}"]
+    low, high = dimension.get("low"), dimension.get("high")
+    if low is None or high is None:
+        return [f"config key {key}: a {dimension['type']} dimension needs low and high"]
+    if expected == "int" and not (_is_int(low) and _is_int(high)):
+        problems.append(f"config key {key}: low and high of an int dimension must be integers")
+    if not low < high:
+        problems.append(f"config key {key}: low {low} must be below high {high}")
+    if dimension["log"] and low <= 0:
+        problems.append(f"config key {key}: a log-scale dimension needs low > 0")
+    if dimension["log"] and dimension["step"] is not None:
+        problems.append(f"config key {key}: a log-scale dimension takes no step")
+    problems.extend(_check_values(f"{key}.low", name, low, False))
+    problems.extend(_check_values(f"{key}.high", name, high, False))
+    return problems
+
+
+def tuning_round_names(tuning_round: dict) -> set[str]:
+    """Names a round determines (searches, fixes or inherits); the next round may inherit them."""
+    return (
+        set(tuning_round["scientific"])
+        | set(tuning_round["nuisance"])
+        | set(tuning_round["fixed"])
+        | set(tuning_round["inherit"])
+    )
+
+
+def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
+    known = TUNING_HYPERPARAMETERS[kind]
+    problems = []
+    previous = None
+    for n, tuning_round in enumerate(rounds):
+        here = f"{key}.{n}"
+        seen: dict[str, str] = {}
+        sections = [
+            (section, name)
+            for section in ("scientific", "nuisance", "fixed", "inherit")
+            for name in tuning_round[section]
+        ]
+        for section, name in sections:
+            if name not in known:
+                problems.append(
+                    f"config key {here}.{section}: unknown hyperparameter {name!r}; "
+                    f"known: {sorted(known)}"
+                )
+                continue
+            if name in seen:
+                problems.append(
+                    f"config key {here}.{section}: {name!r} is also in {seen[name]}; a "
+                    "hyperparameter is searched, fixed or inherited, not several at once"
+                )
+            seen[name] = section
+            if section in ("scientific", "nuisance"):
+                problems.extend(
+                    _dimension_problems(
+                        f"{here}.{section}.{name}", name, tuning_round[section][name], known[name]
+                    )
+                )
+            elif section == "fixed":
+                problems.extend(
+                    _check_values(
+                        f"{here}.fixed.{name}",
+                        name,
+                        tuning_round["fixed"][name],
+                        known[name] is not None,
+                    )
+                )
+        for name in tuning_round["inherit"]:
+            if previous is None:
+                problems.append(
+                    f"config key {here}.inherit: round 0 has no previous round to inherit "
+                    f"{name!r} from"
+                )
+            elif name in known and name not in tuning_round_names(previous):
+                problems.append(
+                    f"config key {here}.inherit: {name!r} is not produced by round {n - 1}, "
+                    f"which searches, fixes or inherits only {sorted(tuning_round_names(previous))}"
+                )
+        previous = tuning_round
+    return problems
+
+
+def _tuning_relations(config: dict) -> list[str]:
+    tuning = config["tuning"]
+    problems = []
+    combinations = tuning["combinations"]
+    if combinations != "selection":
+        backbones = config["backbones"]["names"]
+        features = config["screening"]["features"]
+        seen = set()
+        for i, pair in enumerate(combinations):
+            if pair["backbone"] not in backbones:
+                problems.append(
+                    f"config key tuning.combinations.{i}.backbone: {pair['backbone']!r} is not "
+                    f"in backbones.names {backbones}"
+                )
+            if pair["feature"] not in features:
+                problems.append(
+                    f"config key tuning.combinations.{i}.feature: {pair['feature']!r} is not "
+                    f"in screening.features {features}"
+                )
+            if (pair["backbone"], pair["feature"]) in seen:
+                problems.append(f"config key tuning.combinations.{i}: listed twice")
+            seen.add((pair["backbone"], pair["feature"]))
+    baseline = tuning["baseline"]
+    if baseline["enabled"] and baseline["feature"] == "best" and combinations != "selection":
+        problems.append(
+            "config key tuning.baseline.feature: 'best' means the best feature of the "
+            "screening selection, which tuning.combinations does not use; name a feature"
+        )
+    for kind, key, block in (
+        ("transfer", "tuning", tuning),
+        ("baseline", "tuning.baseline", baseline),
+    ):
+        for name, value in block["defaults"].items():
+            problems.extend(
+                _check_values(
+                    f"{key}.defaults.{name}",
+                    name,
+                    value,
+                    TUNING_HYPERPARAMETERS[kind][name] is not None,
+                )
+            )
+        problems.extend(_rounds_problems(f"{key}.rounds", block["rounds"], kind))
+    return problems

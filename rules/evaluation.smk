@@ -1,0 +1,221 @@
+# Stage 6, evaluation: the best configuration of every tuning round (and the baseline
+# CNN) is trained again, once per seed (one job per seed, so seeds run side by side and
+# a killed job loses one), and tested once on the held-out split; seeds are combined
+# into mean ± sd, models into the study's Table 5. Figures of the final models and of
+# the tuning rounds go to the report.
+
+
+localrules:
+    final,
+    combine_final_seeds,
+    plot_final,
+    plot_tuning_round,
+    summarize_final,
+
+
+rule final:
+    input:
+        "results/final/summary.csv",
+        final_figures,
+        tuning_figures,
+
+
+rule train_final:
+    input:
+        unpack(final_weights),
+        unpack(split_manifest_files),
+        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+        index="results/features/{feature}/index.csv",
+    output:
+        metrics="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/metrics.json",
+        predictions="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/predictions.csv",
+        history="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/history.csv",
+        model="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/model.keras",
+    log:
+        "logs/train_final/{backbone}/{feature}/round_{round}/seed_{seed}.log",
+    benchmark:
+        "benchmarks/train_final/{backbone}/{feature}/round_{round}/seed_{seed}.tsv"
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        image_size=config["features"]["image_size"],
+        genres=GENRES,
+        about=final_model_about,
+        training=final_training(),
+    script:
+        "../workflow_scripts/train_final.py"
+
+
+rule combine_final_seeds:
+    input:
+        unpack(final_seed_files),
+    output:
+        metrics="results/final/{backbone}/{feature}/round_{round}/metrics.json",
+        predictions="results/final/{backbone}/{feature}/round_{round}/predictions.csv",
+        history="results/final/{backbone}/{feature}/round_{round}/history.csv",
+    log:
+        "logs/combine_final_seeds/{backbone}/{feature}/round_{round}.log",
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        genres=GENRES,
+    script:
+        "../workflow_scripts/combine_final_seeds.py"
+
+
+rule plot_final:
+    input:
+        metrics="results/final/{backbone}/{feature}/round_{round}/metrics.json",
+        history="results/final/{backbone}/{feature}/round_{round}/history.csv",
+    output:
+        accuracy=report(
+            "results/final/{backbone}/{feature}/round_{round}/accuracy.png",
+            caption="../workflow_scripts/genreflow/report/final_accuracy.rst",
+            category="Final models",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "accuracy curves (Figure 1)",
+            },
+        ),
+        loss=report(
+            "results/final/{backbone}/{feature}/round_{round}/loss.png",
+            caption="../workflow_scripts/genreflow/report/final_loss.rst",
+            category="Final models",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "loss curves (Figure 2)",
+            },
+        ),
+        confusion=report(
+            "results/final/{backbone}/{feature}/round_{round}/confusion_matrix.png",
+            caption="../workflow_scripts/genreflow/report/final_confusion.rst",
+            category="Final models",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "confusion matrix",
+            },
+        ),
+    log:
+        "logs/plot_final/{backbone}/{feature}/round_{round}.log",
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        genres=GENRES,
+        seeds=EVALUATION["seeds"],
+        about=final_model_about,
+        notes=final_notes,
+    script:
+        "../workflow_scripts/plot_final.py"
+
+
+rule plot_tuning_round:
+    input:
+        # The journal is no rule's output (tune_round gets it as a param); best_trial.json
+        # is written by collect_round once every trial of the round is in the journal.
+        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+    output:
+        history=report(
+            "results/tuning/{backbone}/{feature}/round_{round}/plots/optimization_history.png",
+            caption="../workflow_scripts/genreflow/report/tuning_history.rst",
+            category="Tuning",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "optimisation history",
+            },
+        ),
+        importances=report(
+            "results/tuning/{backbone}/{feature}/round_{round}/plots/param_importances.png",
+            caption="../workflow_scripts/genreflow/report/tuning_importances.rst",
+            category="Tuning",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "hyperparameter importances",
+            },
+        ),
+        parallel=report(
+            "results/tuning/{backbone}/{feature}/round_{round}/plots/parallel_coordinate.png",
+            caption="../workflow_scripts/genreflow/report/tuning_parallel.rst",
+            category="Tuning",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "parallel coordinates",
+            },
+        ),
+    log:
+        "logs/plot_tuning_round/{backbone}/{feature}/round_{round}.log",
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        journal=tuning_journal,
+        about=final_model_about,
+        notes=final_notes,
+    script:
+        "../workflow_scripts/plot_tuning_round.py"
+
+
+rule summarize_final:
+    input:
+        final_metrics,
+    output:
+        summary=report(
+            "results/final/summary.csv",
+            caption="../workflow_scripts/genreflow/report/final_summary.rst",
+            category="Final models",
+            subcategory="Summary",
+            labels={"result": "all final models (CSV)"},
+        ),
+        table=report(
+            "results/final/table5.md",
+            caption="../workflow_scripts/genreflow/report/final_table5.rst",
+            category="Final models",
+            subcategory="Summary",
+            labels={"result": "Table 5: macro-F1 per model and round"},
+        ),
+        scores=report(
+            "results/final/scores.png",
+            caption="../workflow_scripts/genreflow/report/final_scores.rst",
+            category="Final models",
+            subcategory="Summary",
+            labels={"result": "test macro-F1 per model (figure)"},
+        ),
+    log:
+        "logs/summarize_final/summarize_final.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        about=run_about(),
+        notes=caveats(run_about()),
+        seeds=EVALUATION["seeds"],
+    script:
+        "../workflow_scripts/summarize_final.py"

@@ -1,0 +1,71 @@
+# Stage 5, tuning: chained Optuna rounds per selected (backbone, feature) and for the
+# baseline CNN. Worker jobs share one study in a journal file next to the round's results;
+# the collect checkpoint writes best_trial.json, which the next round's jobs read.
+
+
+localrules:
+    tuning,
+    collect_round,
+
+
+rule tuning:
+    input:
+        final_best_trials,
+
+
+rule tune_round:
+    input:
+        unpack(tuning_round_inputs),
+    output:
+        "results/tuning/{backbone}/{feature}/round_{round}/workers/{worker}.json",
+    log:
+        "logs/tune_round/{backbone}/{feature}/round_{round}/{worker}.log",
+    benchmark:
+        "benchmarks/tune_round/{backbone}/{feature}/round_{round}/{worker}.tsv"
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
+    params:
+        round=tuning_round_block,
+        defaults=tuning_defaults,
+        inherited=tuning_inherited,
+        pruner=tuning_pruner,
+        settings=tuning_settings,
+        workers=TUNING["workers"],
+        journal=tuning_journal,
+    script:
+        "../workflow_scripts/tune_round.py"
+
+
+checkpoint collect_round:
+    input:
+        tuning_worker_notes,
+    output:
+        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+        trials=report(
+            "results/tuning/{backbone}/{feature}/round_{round}/trials.csv",
+            category="Tuning",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "table": "trials",
+            },
+        ),
+    log:
+        "logs/collect_round/{backbone}/{feature}/round_{round}.log",
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        round=tuning_round_block,
+        about=run_about(),
+    script:
+        "../workflow_scripts/collect_round.py"

@@ -1,0 +1,60 @@
+"""The end of a tiny full run: final models, the study's Table 5, figures and the report."""
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.workflow
+MODELS = [("vgg16", "mel", 0), ("baseline_cnn", "mel", 0)]
+
+
+def test_every_final_model_has_its_files(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    for backbone, feature, n in MODELS:
+        folder = workdir / f"results/final/{backbone}/{feature}/round_{n}"
+        for name in ("metrics.json", "predictions.csv", "history.csv", "accuracy.png",
+                     "loss.png", "confusion_matrix.png"):
+            assert (folder / name).stat().st_size > 0, folder / name
+        for seed in (0, 1):
+            assert (folder / f"seed_{seed}/model.keras").stat().st_size > 0
+        for name in ("optimization_history", "param_importances", "parallel_coordinate"):
+            assert (workdir / f"results/tuning/{backbone}/{feature}/round_{n}/plots/{name}.png").exists()
+
+
+def test_summary_f1_equals_sklearn_on_the_predictions(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    summary = pd.read_csv(workdir / "results/final/summary.csv")
+    assert len(summary) == len(MODELS)
+    test_clips = set(pd.read_csv(workdir / "results/splits/test.csv")["clip"])
+    for backbone, feature, n in MODELS:
+        row = summary[(summary["backbone"] == backbone) & (summary["feature"] == feature)].iloc[0]
+        scores = []
+        for seed in (0, 1):
+            predictions = pd.read_csv(
+                workdir / f"results/final/{backbone}/{feature}/round_{n}/seed_{seed}/predictions.csv"
+            )
+            test = predictions[predictions["split"] == "test"]
+            assert set(test["clip"]) == test_clips
+            labels = sorted(set(test["true"]))
+            scores.append(f1_score(test["true"], test["predicted"], average="macro",
+                                   labels=labels, zero_division=0))
+            seed_metrics = json.loads((workdir / f"results/final/{backbone}/{feature}/round_{n}/seed_{seed}/metrics.json").read_text())
+            assert seed_metrics["test"]["tracks"]["macro_f1"] == pytest.approx(scores[-1])
+        assert row["test_macro_f1_mean"] == pytest.approx(sum(scores) / 2)
+    table = (workdir / "results/final/table5.md").read_text()
+    assert "vgg16" in table and "baseline" in table.lower() and "NOT PRETRAINED" in table
+
+
+def test_report_zip_holds_every_figure(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    snakemake(workdir, "--report", "report.zip")
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        names = archive.namelist()
+    for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
+                     "loss.png", "optimization_history.png", "table5.md"):
+        assert any(name.endswith(expected) for name in names), expected

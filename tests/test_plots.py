@@ -1,0 +1,311 @@
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from PIL import Image
+
+from genreflow import GENRES, plots
+from genreflow.io import write_json
+from genreflow.screening import caveats
+
+REPO = Path(__file__).resolve().parents[1]
+REPORT = REPO / "workflow_scripts" / "genreflow" / "report"
+NOT_PRETRAINED_DEMO = {"pretrained": False, "corpus": "synthetic", "weights": "none"}
+NOTES = caveats(NOT_PRETRAINED_DEMO)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _pixels(size):
+    return (round(size[0] * plots.DPI), round(size[1] * plots.DPI))
+
+
+def _png_size(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def _no_temp_files(folder):
+    assert not [p.name for p in Path(folder).iterdir() if p.name.endswith(".part")]
+
+
+def _history(seeds=(0, 1)):
+    frames = []
+    for seed in seeds:
+        epochs = np.arange(1, 6 + seed)
+        frames.append(pd.DataFrame({
+            "seed": seed, "epoch": epochs,
+            "loss": 2.0 / epochs, "accuracy": 1 - 0.8 / epochs,
+            "val_loss": 2.2 / epochs + 0.05 * epochs, "val_accuracy": 0.9 - 0.8 / epochs,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------- final-model plots
+
+
+def test_caveat_lines_shorten_the_caveats():
+    assert plots.caveat_lines(NOTES) == [
+        "BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random initialisation)",
+        "SYNTHETIC DEMO CORPUS: these are not GTZAN results",
+    ]
+    assert plots.caveat_lines([]) == []
+
+
+@pytest.mark.parametrize("seeds", [(0, 1), None])
+def test_training_curves_have_fixed_size(tmp_path, seeds):
+    history = _history() if seeds else _history((0,)).drop(columns="seed")
+    accuracy, loss = tmp_path / "accuracy.png", tmp_path / "loss.png"
+    plots.plot_training_curves(history, accuracy, loss, "VGG16 + mel spectrogram, round 1",
+                               NOTES if seeds else [])
+    assert _png_size(accuracy) == _png_size(loss) == _pixels(plots.CURVE_SIZE)
+    _no_temp_files(tmp_path)
+
+
+def test_curve_rejects_unknown_metric(tmp_path):
+    with pytest.raises(ValueError, match="metric"):
+        plots.plot_curve(_history(), "f1", tmp_path / "x.png", "t")
+
+
+def test_confusion_matrix_size_and_rates(tmp_path):
+    matrix = np.eye(10, dtype=int) * 4
+    matrix[0, 1] = 4
+    matrix[3] = 0  # a genre absent from the test split
+    out = tmp_path / "confusion.png"
+    plots.plot_confusion_matrix(matrix, GENRES, out, "Confusion matrix", NOTES)
+    assert _png_size(out) == _pixels(plots.CONFUSION_SIZE)
+    rates = plots.row_rates(matrix)
+    assert rates[0, 0] == rates[0, 1] == 0.5 and rates[3].sum() == 0 and rates[1, 1] == 1
+    with pytest.raises(ValueError, match="shape"):
+        plots.plot_confusion_matrix(matrix[:3, :3], GENRES, out, "x")
+
+
+@pytest.mark.parametrize("n_models", [1, 4])
+def test_final_scores_size_grows_with_models(tmp_path, n_models):
+    summary = pd.DataFrame({
+        "model": [f"model {i}" for i in range(n_models)], "round": 1,
+        "test_macro_f1_mean": np.linspace(0.9, 0.5, n_models),
+        "test_macro_f1_std": [np.nan] + [0.02] * (n_models - 1), "n_seeds": 3,
+    })
+    out = tmp_path / "scores.png"
+    plots.plot_final_scores(summary, out, NOTES)
+    assert _png_size(out) == _pixels(plots.scores_figure_size(n_models))
+
+
+def test_plot_final_from_combined_files(tmp_path):
+    matrix = np.eye(10, dtype=int) * 2
+    write_json(tmp_path / "metrics.json", {
+        **NOT_PRETRAINED_DEMO, "backbone": "vgg16", "feature": "mel", "round": 2,
+        "model": "VGG16 + mel spectrogram", "level": "tracks", "segmented": False,
+        "n_seeds": 2, "seeds": [0, 1],
+        "test": {"tracks": {"confusion_matrix_pooled": matrix.tolist()}},
+    })
+    _history().to_csv(tmp_path / "history.csv", index=False)
+    outs = [tmp_path / name for name in ("a.png", "l.png", "c.png")]
+    plots.plot_final(str(tmp_path / "metrics.json"), str(tmp_path / "history.csv"),
+                     *map(str, outs), GENRES, log=lambda message: None)
+    assert [_png_size(out) for out in outs] == [
+        _pixels(plots.CURVE_SIZE), _pixels(plots.CURVE_SIZE), _pixels(plots.CONFUSION_SIZE)]
+
+
+# ------------------------------------------------------------------ tuning rounds
+
+
+def _journal_study(path, objective, n_trials, name="vgg16-mel-round_1"):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))
+    )
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def _search(trial):
+    learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+    units = trial.suggest_categorical("units", [64, 128, 256])
+    dense_layers = trial.suggest_int("dense_layers", 1, 3)
+    trial.suggest_categorical("batch_size", [32])  # fixed in this round
+    if trial.number == 3:
+        raise optuna.TrialPruned()
+    return float(-abs(np.log10(learning_rate) + 3) + units / 1000 + 0.01 * dense_layers)
+
+
+@pytest.fixture
+def placeholders(monkeypatch):
+    """Records the placeholder figures drawn (and still draws them)."""
+    drawn = []
+    original = plots.placeholder_figure
+
+    def spy(message, out_png, *args, **kwargs):
+        drawn.append((Path(out_png).name, message))
+        original(message, out_png, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "placeholder_figure", spy)
+    return drawn
+
+
+def _plot_round(tmp_path, journal):
+    write_json(tmp_path / "best_trial.json", {"objective": "valid_macro_f1", "sampler": "TPE"})
+    outs = {name: tmp_path / f"{name}.png" for name in ("history", "importances", "parallel")}
+    about = {**NOT_PRETRAINED_DEMO, "backbone": "vgg16", "feature": "mel", "round": 1}
+    plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
+                            *(str(out) for out in outs.values()), log=lambda message: None)
+    for out in outs.values():
+        assert _png_size(out) == _pixels(plots.TUNING_SIZE)
+    _no_temp_files(tmp_path)
+    return outs
+
+
+def test_tuning_round_plots(tmp_path, placeholders):
+    journal = tmp_path / "study.journal"
+    study = _journal_study(journal, _search, n_trials=8)
+    assert plots.varying_params(study) == ["dense_layers", "learning_rate", "units"]
+    assert plots.trial_counts(study)["pruned"] == 1
+    _plot_round(tmp_path, journal)
+    assert placeholders == []
+
+
+def test_tuning_round_with_one_completed_trial_gets_placeholders(tmp_path, placeholders):
+    journal = tmp_path / "study.journal"
+    _journal_study(journal, _search, n_trials=1)
+    _plot_round(tmp_path, journal)
+    assert [name for name, _ in placeholders] == ["importances.png", "parallel.png"]
+    assert "at least 2 completed trials" in placeholders[0][1]
+
+
+def test_tuning_round_without_completed_trials(tmp_path, placeholders):
+    def pruned(trial):
+        trial.suggest_float("x", 0, 1)
+        raise optuna.TrialPruned()
+
+    journal = tmp_path / "study.journal"
+    _journal_study(journal, pruned, n_trials=2)
+    _plot_round(tmp_path, journal)
+    assert [name for name, _ in placeholders] == [
+        "history.png", "importances.png", "parallel.png"]
+    assert "2 pruned" in placeholders[0][1]
+
+
+def test_tuning_round_without_varying_params(tmp_path, placeholders):
+    def constant(trial):
+        trial.suggest_categorical("units", [128])
+        return 0.5
+
+    journal = tmp_path / "study.journal"
+    _journal_study(journal, constant, n_trials=3)
+    _plot_round(tmp_path, journal)
+    assert [name for name, _ in placeholders] == ["importances.png", "parallel.png"]
+    assert "same hyperparameters" in placeholders[0][1]
+
+
+def test_load_study_by_name_or_the_only_one(tmp_path):
+    missing = tmp_path / "absent.journal"
+    with pytest.raises(FileNotFoundError):
+        plots.load_study(missing)
+    assert not missing.exists()  # Optuna would have created an empty journal
+    journal = tmp_path / "two.journal"
+    _journal_study(journal, _search, 1, name="a")
+    _journal_study(journal, _search, 1, name="b")
+    with pytest.raises(ValueError, match="2 studies"):
+        plots.load_study(journal)
+    assert plots.load_study(journal, "b").study_name == "b"
+    with pytest.raises(ValueError, match="no study 'c'"):
+        plots.load_study(journal, "c")
+
+
+def test_tuning_round_plots_the_study_its_best_trial_names(tmp_path, placeholders):
+    journal = tmp_path / "study.journal"
+    _journal_study(journal, _search, n_trials=1, name="old-config")
+    _journal_study(journal, _search, n_trials=6, name="current")
+    write_json(tmp_path / "best_trial.json", {"objective": "valid_accuracy",
+                                              "study_name": "current"})
+    about = {**NOT_PRETRAINED_DEMO, "backbone": "vgg16", "feature": "mel", "round": 0}
+    plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
+                            *(str(tmp_path / f"{n}.png") for n in "hip"),
+                            log=lambda message: None)
+    assert placeholders == []  # the one-trial study would have needed placeholders
+
+
+def test_plotting_leaves_global_style_alone(tmp_path):
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    study = _journal_study(tmp_path / "s.journal", _search, n_trials=4)
+    plots.plot_optimization_history(study, tmp_path / "h.png", "t")
+    plots.plot_curve(_history(), "loss", tmp_path / "l.png", "t")
+    changed = {key for key, value in matplotlib.rcParams.items()
+               if str(before.get(key)) != str(value)}
+    assert not changed
+
+
+# ----------------------------------------------------------------- report captions
+
+
+def _render(text, **context):
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    # Snakemake renders captions with this Jinja environment, then docutils.
+    rst = Environment(trim_blocks=True, lstrip_blocks=True).from_string(text).render(
+        **context
+    )
+    return rst, publish_parts(rst, writer="html",
+                              settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+
+
+def _fake_job(about):
+    return SimpleNamespace(
+        wildcards=SimpleNamespace(backbone="vgg16", feature="mel", round="2"),
+        params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2]),
+    )
+
+
+CAPTIONS = sorted(path for path in REPORT.glob("*.rst") if path.name != "workflow.rst")
+
+
+@pytest.mark.parametrize("caption", CAPTIONS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("about", [NOT_PRETRAINED_DEMO,
+                                   {"pretrained": True, "corpus": "gtzan",
+                                    "weights": "imagenet"}])
+def test_captions_render_and_carry_the_caveats(caption, about):
+    rst, html = _render(caption.read_text(), snakemake=_fake_job(about))
+    for note in caveats(about):
+        assert f"**{note}**" in rst
+    if about["corpus"] == "gtzan":
+        assert "NOT PRETRAINED" not in html and "SYNTHETIC" not in html
+    assert about["corpus"] in html
+    assert "{{" not in rst and "{%" not in rst
+    words = " ".join(rst.split())
+    assert "test split" in words or "validation split" in words
+
+
+@pytest.mark.parametrize("weights", ["none", "imagenet"])
+@pytest.mark.parametrize("kind", ["synthetic", "gtzan"])
+def test_workflow_description_uses_the_caveats_wording(weights, kind):
+    config = {
+        "dataset": {"kind": kind, "genres": list(GENRES)},
+        "features": {"image_size": 75}, "segments": {"seconds": None},
+        "backbones": {"names": ["vgg16"], "weights": weights},
+        "splits": {"lists": None, "seed": 42},
+    }
+    rst, html = _render((REPORT / "workflow.rst").read_text(),
+                        snakemake=SimpleNamespace(config=config))
+    expected = caveats({"pretrained": weights != "none", "corpus": kind})
+    found = re.findall(r"^\*\*(.*)\*\*$", rst, flags=re.MULTILINE)
+    assert found == expected
+    assert "stratified by genre, seed 42" in html
+
+
+def test_rules_name_existing_captions():
+    rules = (REPO / "rules" / "evaluation.smk").read_text()
+    captions = re.findall(r'caption="([^"]+)"', rules)
+    assert len(captions) == 9
+    for caption in captions:
+        assert (REPO / "rules" / caption).resolve().is_file(), caption
+    assert sorted({Path(c).name for c in captions}) == sorted(p.name for p in CAPTIONS)

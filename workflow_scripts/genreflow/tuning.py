@@ -1,0 +1,1102 @@
+"""Chained Optuna tuning rounds for the transfer models and the baseline CNN.
+
+A round (config `tuning.rounds`, `tuning.baseline.rounds`) searches its scientific and
+nuisance hyperparameters, takes the names in `inherit` from the previous round's best trial
+and the literal values in `fixed`; `defaults` fill in the rest. Its result,
+`results/tuning/{backbone}/{feature}/round_{n}/best_trial.json`, holds every effective
+hyperparameter, so that it alone rebuilds the model. `backbone` is `baseline_cnn` for the
+baseline, `feature` the image type it was trained on.
+
+What other stages use
+---------------------
+- `build_model_from_best(best, image_size, weights_path, n_classes, stats=None)`: the
+  compiled Keras model of a best_trial.json (`best` is its parsed content). Transfer models
+  come from `genreflow.models.build_classifier` (input: RGB 0..255 images, the backbone's
+  preprocess_input is applied by `training_data`); pass `stats=head_statistics(...)`, as
+  the head was tuned on standardised embeddings. For `baseline_cnn` it is
+  `genreflow.baseline.build_baseline_cnn` and `weights_path`/`stats` are ignored.
+- `training_data(best, index_csv, manifests, image_size, genres, seed=0, batch_size=None)`
+  -> `TrainingData` with `train` (shuffled with `seed`), `valid` and `test` batched
+  tf.data datasets of (images, labels), fed through `genreflow.data.image_dataset` with the
+  right preprocessing (the backbone's preprocess_input, or one channel in 0..1 for the
+  baseline), and `examples[split]`: the rows (clip, segment, genre, image, label) in
+  dataset order, for track-level scores. Labels are positions in `genres`.
+- `head_statistics(embeddings_npz, manifests)` -> (mean, variance) of the training
+  embeddings, the `stats` of a transfer model.
+- `best_trial.json` keys: backbone, feature, round, params, inherited, fixed, scientific,
+  nuisance, value, objective, best_epoch, trial_number, n_trials, n_complete, n_pruned,
+  n_failed, n_interrupted, sampler, seed, study_name, corpus, weights, pretrained.
+  `trials.csv` (one row per trial that ran): number, state, value, the sampled parameters,
+  worker, counted, epochs_run, best_epoch, note, duration_s. The study itself is in
+  `study.journal` next to them (Optuna JournalStorage; load it with `load_study`).
+
+How a round runs
+----------------
+`run_worker` is one worker job: it opens the round's study in the journal file (with a lock
+that works on network file systems) and runs trials until the study holds `n_trials`.
+Several workers may share a study; each trial is claimed before it runs (`claim_trial`), so
+that together they run exactly `n_trials`. A worker killed mid-trial leaves that trial
+RUNNING; the worker's next incarnation marks it failed ("interrupted", not counted) and runs
+a replacement. `collect_round` then writes best_trial.json and trials.csv.
+
+The study's name carries a fingerprint of everything its trials depend on (round, defaults,
+inherited values, data), so a changed round starts a new study in the same journal, while a
+rerun of an unchanged one resumes it; `n_trials` and `workers` are left out, so raising
+n_trials extends a study.
+
+TensorFlow/Keras are imported only where a model is built, so that collecting a round stays
+a light local job.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState, create_trial
+
+from genreflow.config import TUNING_HYPERPARAMETERS, sorted_block
+from genreflow.io import read_json, write_csv, write_json
+
+BASELINE = "baseline_cnn"
+OBJECTIVES = ("valid_accuracy", "valid_macro_f1")
+HEAD_KEYS = (
+    "activation",
+    "batch_norm",
+    "dense_layers",
+    "dropout",
+    "learning_rate",
+    "trainable_layers",
+    "units",
+)
+SPLITS = ("train", "valid", "test")
+# User attribute of every trial, saying whether it holds one of the round's n_trials slots.
+CLAIM = "claim"
+HELD, INTERRUPTED, CRASHED, SURPLUS = "held", "interrupted", "crashed", "surplus"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def kind_of(backbone: str) -> str:
+    return "baseline" if backbone == BASELINE else "transfer"
+
+
+class TrialFailed(Exception):
+    """A trial that cannot give a score (diverged, out of memory): failed and counted."""
+
+
+# ------------------------------------------------------------------ search-space declaration
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched hyperparameter, as declared in a round's scientific/nuisance block."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+    per_layer: str | None = None
+
+    @classmethod
+    def from_config(cls, name: str, block: Mapping) -> "Dimension":
+        if block["type"] not in ("float", "int", "categorical"):
+            raise ValueError(f"{name}: unknown dimension type {block['type']!r}")
+        if block["type"] == "categorical" and not block.get("choices"):
+            raise ValueError(f"{name}: a categorical dimension needs choices")
+        if block["type"] != "categorical" and not block["low"] < block["high"]:
+            raise ValueError(f"{name}: low {block['low']} must be below high {block['high']}")
+        return cls(
+            name=name,
+            type=block["type"],
+            low=block.get("low"),
+            high=block.get("high"),
+            log=bool(block.get("log", False)),
+            step=block.get("step"),
+            choices=tuple(block.get("choices") or ()),
+            per_layer=block.get("per_layer"),
+        )
+
+    def suggest(self, trial, label: str | None = None):
+        """The value `trial` samples for this dimension, under `label` (default: name)."""
+        label = label or self.name
+        if self.type == "categorical":
+            return trial.suggest_categorical(label, list(self.choices))
+        if self.type == "int":
+            step = int(self.step or 1)
+            return trial.suggest_int(label, int(self.low), int(self.high), step=step, log=self.log)
+        return trial.suggest_float(
+            label, float(self.low), float(self.high), step=self.step, log=self.log
+        )
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """A round's declaration (one item of tuning.rounds, defaults filled by the schema)."""
+
+    kind: str
+    scientific: tuple[Dimension, ...]
+    nuisance: tuple[Dimension, ...]
+    inherit: tuple[str, ...]
+    fixed: dict
+    sampler: str
+    startup_trials: int | None
+    n_trials: int
+    objective: str
+    seed: int
+    pruner: dict | None = None
+
+    @classmethod
+    def from_config(cls, block: Mapping, kind: str) -> "RoundPlan":
+        known = TUNING_HYPERPARAMETERS[kind]
+        names = [
+            *block.get("scientific", {}),
+            *block.get("nuisance", {}),
+            *block.get("fixed", {}),
+            *block.get("inherit", []),
+        ]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {kind} hyperparameter(s) {unknown}; known: {sorted(known)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a hyperparameter is declared twice in the round: {names}")
+        if block.get("objective", "valid_accuracy") not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
+        return cls(
+            kind=kind,
+            scientific=tuple(
+                Dimension.from_config(name, spec)
+                for name, spec in sorted(block.get("scientific", {}).items())
+            ),
+            nuisance=tuple(
+                Dimension.from_config(name, spec)
+                for name, spec in sorted(block.get("nuisance", {}).items())
+            ),
+            inherit=tuple(block.get("inherit", [])),
+            fixed=dict(block.get("fixed", {})),
+            sampler=block.get("sampler", "tpe"),
+            startup_trials=block.get("startup_trials"),
+            n_trials=int(block["n_trials"]),
+            objective=block.get("objective", "valid_accuracy"),
+            seed=int(block.get("seed", 0)),
+            pruner=block.get("pruner"),
+        )
+
+    @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        return self.scientific + self.nuisance
+
+
+def fit_layers(name: str, value: Any, n_layers: int) -> list:
+    """A per-layer hyperparameter as a list of n_layers values.
+
+    One value is repeated; a list of the right length is kept; a list whose values are all
+    equal (e.g. inherited from a round that used one value for every layer) is stretched.
+    """
+    if not isinstance(value, (list, tuple)):
+        return [value] * n_layers
+    values = list(value)
+    if len(values) == n_layers:
+        return values
+    if values and all(item == values[0] for item in values):
+        return [values[0]] * n_layers
+    raise ValueError(f"{name} has {len(values)} different per-layer values for {n_layers} layers")
+
+
+def normalize_params(kind: str, values: Mapping) -> dict:
+    """Every hyperparameter of `kind`, key-sorted, per-layer ones as lists of the right length."""
+    known = TUNING_HYPERPARAMETERS[kind]
+    missing = sorted(set(known) - set(values))
+    unknown = sorted(set(values) - set(known))
+    if missing or unknown:
+        raise ValueError(f"{kind} hyperparameters: missing {missing}, unknown {unknown}")
+    params = {}
+    for name in sorted(known):
+        count = known[name]
+        params[name] = fit_layers(name, values[name], int(values[count])) if count else values[name]
+    return params
+
+
+def suggest_params(trial, plan: RoundPlan, defaults: Mapping, inherited: Mapping) -> dict:
+    """Sample the round's dimensions and merge them over defaults, inherited and fixed values.
+
+    Layer counts are sampled first, so that per-layer dimensions (`per_layer:
+    dense_layers`) know how many values to sample (named units_0, units_1, ... in Optuna);
+    the rest follow in name order, whatever the order of the config.
+    """
+    values = {**defaults, **inherited, **plan.fixed}
+    counts = set(TUNING_HYPERPARAMETERS[plan.kind].values()) - {None}
+    order = sorted(plan.dimensions, key=lambda d: (d.name not in counts, d.name))
+    for dimension in order:
+        if dimension.per_layer:
+            n_layers = int(values[dimension.per_layer])
+            values[dimension.name] = [
+                dimension.suggest(trial, f"{dimension.name}_{i}") for i in range(n_layers)
+            ]
+        else:
+            values[dimension.name] = dimension.suggest(trial)
+    return normalize_params(plan.kind, values)
+
+
+def make_sampler(plan: RoundPlan, worker: int = 0, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The round's sampler. Each worker (and each resumed incarnation, by `offset`) draws
+    its random numbers from its own stream, so that two workers never propose the same
+    random points; QMC points come from one scrambled Sobol sequence shared through the
+    study."""
+    stream = (plan.seed + 7919 * worker + offset) % 2**32
+    if plan.sampler == "qmc":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol",
+                scramble=True,
+                seed=plan.seed,
+                independent_sampler=optuna.samplers.RandomSampler(seed=stream),
+                warn_asynchronous_seeding=False,
+                warn_independent_sampling=False,
+            )
+    if plan.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=stream)
+    if plan.sampler == "tpe":
+        startup = 10 if plan.startup_trials is None else plan.startup_trials
+        # constant_liar: a running trial counts as a bad result, so that concurrent workers
+        # do not all sample next to the same promising point.
+        return optuna.samplers.TPESampler(seed=stream, n_startup_trials=startup, constant_liar=True)
+    raise ValueError(f"unknown sampler {plan.sampler!r}; use tpe, qmc or random")
+
+
+def make_pruner(settings: Mapping) -> optuna.pruners.BasePruner:
+    kind = settings["kind"]
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    common = {
+        "n_startup_trials": settings["n_startup_trials"],
+        "n_warmup_steps": settings["n_warmup_steps"],
+    }
+    if kind == "median":
+        return optuna.pruners.MedianPruner(**common)
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(settings["percentile"], **common)
+    raise ValueError(f"unknown pruner {kind!r}; use median, percentile or none")
+
+
+# ------------------------------------------------------------------------------ storage
+
+
+def journal_storage(path: str | os.PathLike) -> optuna.storages.JournalStorage:
+    """Journal storage in a file, locked by a lock file created with open(O_CREAT|O_EXCL),
+    which is atomic on local disks and on NFSv3 or later. A lock left by a killed process is
+    taken over after Optuna's grace period (30 s)."""
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = os.fspath(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(
+        JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    )
+
+
+def _hash_file(digest, path: str | os.PathLike) -> None:
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+
+
+def study_fingerprint(
+    definition: Mapping,
+    files: Sequence[str | os.PathLike] = (),
+    npz_files: Sequence[str | os.PathLike] = (),
+) -> str:
+    """Hash of a round's definition and the content of its data.
+
+    .npz files are hashed by their arrays (the zip container holds timestamps). Listed
+    files are hashed by content, and for a CSV with an `image` column (a feature index) so
+    are the images it lists: their paths stay the same when a feature block changes.
+    """
+    digest = hashlib.sha256(json.dumps(sorted_block(dict(definition)), sort_keys=True).encode())
+    for path in files:
+        digest.update(os.fspath(path).encode())
+        _hash_file(digest, path)
+        if str(path).endswith(".csv"):
+            frame = pd.read_csv(path)
+            for image in frame.get("image", ()):
+                _hash_file(digest, image)
+    for path in npz_files:
+        with np.load(path, allow_pickle=False) as arrays:
+            for key in sorted(arrays.files):
+                digest.update(key.encode())
+                digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def holds_slot(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards n_trials: it ran or runs, and its worker is alive."""
+    return trial.user_attrs.get(CLAIM, HELD) == HELD
+
+
+def _trial_id(study: optuna.Study, number: int) -> int:
+    storage = study._storage
+    return storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), number
+    )
+
+
+def _release(study: optuna.Study, number: int, reason: str) -> None:
+    """Mark a trial failed and not counted. The attribute goes first: a worker killed in
+    between leaves it RUNNING with the attribute, and its next incarnation finishes it."""
+    trial_id = _trial_id(study, number)
+    study._storage.set_trial_user_attr(trial_id, CLAIM, reason)
+    try:
+        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def release_dead_claims(study: optuna.Study, worker: int, workers: int) -> list[int]:
+    """Fail (as interrupted, not counted) the RUNNING trials of this worker's killed
+    previous incarnation, and those of workers that no longer exist (worker >= workers).
+
+    Only this worker's own: another worker's RUNNING trial may be live right now. One
+    worker id is one Snakemake job, which runs at most once at a time.
+    """
+    released = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get("worker")
+        if owner == worker or (isinstance(owner, int) and owner >= workers):
+            _release(study, trial.number, INTERRUPTED)
+            released.append(trial.number)
+    return released
+
+
+def claim_trial(
+    study: optuna.Study, n_trials: int, worker: int, incarnation: str
+) -> optuna.Trial | None:
+    """A new trial holding one of the study's n_trials slots, or None when all are taken.
+
+    The trial is created RUNNING and tagged with its worker in one journal record (so a
+    kill can never leave an untagged trial), then keeps its slot only if fewer than
+    n_trials slot-holding trials have a smaller number. Trial numbers follow the journal's
+    order, so of any n_trials + 1 concurrent claims the last one always sees the others
+    and gives its slot back ("surplus", failed, not counted): never more than n_trials.
+    """
+    if sum(holds_slot(t) for t in study.get_trials(deepcopy=False)) >= n_trials:
+        return None
+    storage = study._storage
+    template = create_trial(
+        state=TrialState.RUNNING,
+        user_attrs={CLAIM: HELD, "worker": worker, "incarnation": incarnation},
+    )
+    trial_id = storage.create_new_trial(
+        storage.get_study_id_from_name(study.study_name), template_trial=template
+    )
+    number = storage.get_trial(trial_id).number
+    ahead = [t for t in study.get_trials(deepcopy=False) if t.number < number and holds_slot(t)]
+    if len(ahead) >= n_trials:
+        _release(study, number, SURPLUS)
+        return None
+    return optuna.Trial(study, trial_id)
+
+
+def round_trials(study: optuna.Study, n_trials: int) -> list[optuna.trial.FrozenTrial]:
+    """The round's counted trials: the first n_trials slot holders, by trial number."""
+    return [t for t in study.get_trials(deepcopy=False) if holds_slot(t)][:n_trials]
+
+
+# --------------------------------------------------------------------------------- data
+
+
+@dataclass
+class TuningData:
+    """What every trial of one worker trains and scores on."""
+
+    kind: str
+    backbone: str
+    genres: list[str]
+    image_size: int
+    weights_path: str | None
+    examples: dict[str, pd.DataFrame]
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    embedding_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    embedding_clips: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: tuple | None = None
+
+
+def split_examples(
+    index_csv: str | os.PathLike, manifests: Mapping[str, str], genres: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """Image rows of each split, labelled by position in `genres` (as the embeddings are)."""
+    from genreflow.data import examples_for_split
+
+    position = {genre: i for i, genre in enumerate(genres)}
+    examples = {}
+    for split in SPLITS:
+        frame = examples_for_split(index_csv, manifests[split])
+        unknown = sorted(set(frame["genre"]) - set(position))
+        if unknown:
+            raise ValueError(f"{manifests[split]}: genres {unknown} are not in dataset.genres")
+        frame["label"] = frame["genre"].map(position).astype(np.int32)
+        examples[split] = frame
+    return examples
+
+
+def head_statistics(embeddings_npz: str | os.PathLike, manifests: Mapping[str, str]):
+    """(mean, variance) of the training embeddings: the `stats` of a transfer model's head."""
+    from genreflow.models import feature_statistics, load_embeddings
+    from genreflow.screening import split_rows
+
+    cache = load_embeddings(embeddings_npz)
+    rows = split_rows(cache.clip, manifests)
+    return feature_statistics(cache.embeddings[rows["train"]])
+
+
+def load_tuning_data(
+    backbone: str,
+    index_csv: str,
+    manifests: Mapping[str, str],
+    genres: Sequence[str],
+    image_size: int,
+    embeddings_npz: str | None = None,
+    weights_path: str | None = None,
+) -> TuningData:
+    data = TuningData(
+        kind=kind_of(backbone),
+        backbone=backbone,
+        genres=list(genres),
+        image_size=int(image_size),
+        weights_path=weights_path,
+        examples=split_examples(index_csv, manifests, genres),
+    )
+    if data.kind == "transfer":
+        from genreflow.models import feature_statistics, load_embeddings
+        from genreflow.screening import split_rows
+
+        cache = load_embeddings(embeddings_npz)
+        rows = split_rows(cache.clip, manifests)
+        for split in ("train", "valid"):
+            data.embeddings[split] = cache.embeddings[rows[split]]
+            data.embedding_labels[split] = cache.label[rows[split]]
+            data.embedding_clips[split] = cache.clip[rows[split]]
+        data.stats = feature_statistics(data.embeddings["train"])
+    return data
+
+
+def split_dataset(
+    data_examples: pd.DataFrame,
+    backbone: str,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A batched tf.data dataset of (images, labels) with the model's input preprocessing."""
+    paths, labels = list(data_examples["image"]), data_examples["label"].to_numpy()
+    if kind_of(backbone) == "baseline":
+        from genreflow.baseline import baseline_dataset
+
+        return baseline_dataset(paths, labels, image_size, batch_size, shuffle, seed)
+    from genreflow.data import image_dataset
+    from genreflow.models import backbone_spec
+
+    return image_dataset(
+        paths,
+        labels,
+        image_size,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        preprocess=backbone_spec(backbone).preprocess_input,
+    )
+
+
+@dataclass
+class TrainingData:
+    train: Any
+    valid: Any
+    test: Any
+    examples: dict[str, pd.DataFrame]
+
+
+def training_data(
+    best: Mapping,
+    index_csv: str | os.PathLike,
+    manifests: Mapping[str, str],
+    image_size: int,
+    genres: Sequence[str],
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> TrainingData:
+    """Datasets to train and test the model of a best_trial.json (see the module docstring)."""
+    batch_size = int(batch_size or best["params"]["batch_size"])
+    examples = split_examples(index_csv, manifests, genres)
+    datasets = {
+        split: split_dataset(
+            examples[split], best["backbone"], image_size, batch_size, split == "train", seed
+        )
+        for split in SPLITS
+    }
+    return TrainingData(**datasets, examples=examples)
+
+
+def head_config(params: Mapping) -> dict:
+    return {key: params[key] for key in HEAD_KEYS}
+
+
+def build_model_from_best(
+    best: Mapping,
+    image_size: int,
+    weights_path: str | os.PathLike | None,
+    n_classes: int,
+    stats=None,
+):
+    """The compiled Keras model of a best_trial.json (see the module docstring)."""
+    params = best["params"]
+    if best["backbone"] == BASELINE:
+        from genreflow.baseline import build_baseline_cnn
+
+        return build_baseline_cnn(params, image_size, n_classes)
+    from genreflow.models import build_classifier
+
+    return build_classifier(
+        best["backbone"], image_size, weights_path, head_config(params), n_classes, stats=stats
+    )
+
+
+# ------------------------------------------------------------------------------ trials
+
+
+def validation_score(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    clips: np.ndarray,
+    genres: Sequence[str],
+    objective: str,
+) -> float:
+    """Objective on the validation split, per track (segment probabilities averaged)."""
+    from genreflow.screening import score
+
+    if not np.all(np.isfinite(probabilities)):
+        raise TrialFailed("diverged: the model predicts non-finite probabilities")
+    tracks = score(np.asarray(clips), np.asarray(labels), probabilities, genres)["tracks"]
+    return float(tracks["accuracy" if objective == "valid_accuracy" else "macro_f1"])
+
+
+@functools.cache
+def _epoch_reporter_class():
+    import keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        """After each epoch: score the validation split, report it to the Optuna trial and
+        raise optuna.TrialPruned when the pruner says so. A non-finite training loss raises
+        TrialFailed at once (the trial diverged)."""
+
+        def __init__(self, trial, evaluate: Callable, prune: bool):
+            super().__init__()
+            self.trial, self.evaluate, self.prune = trial, evaluate, prune
+            self.values: list[float] = []
+
+        def _check_loss(self, logs, where: str) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise TrialFailed(f"diverged: training loss {float(loss)} {where}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check_loss(logs, f"in epoch {len(self.values) + 1}, batch {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check_loss(logs, f"after epoch {epoch + 1}")
+            value = self.evaluate(self.model)
+            self.values.append(value)
+            self.trial.report(value, epoch)
+            if self.prune and self.trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {value:.4f}")
+
+    return EpochReporter
+
+
+def epoch_reporter(trial, evaluate: Callable, prune: bool = True):
+    """The Keras callback that reports each epoch's validation score to `trial`."""
+    return _epoch_reporter_class()(trial, evaluate, prune)
+
+
+def _out_of_memory_errors() -> tuple:
+    import tensorflow as tf
+
+    return (MemoryError, tf.errors.ResourceExhaustedError)
+
+
+def _trainable_layer_count(backbone: str, value) -> int:
+    from genreflow.models import backbone_spec
+
+    return backbone_spec(backbone).last_block_layers if value == "last_block" else int(value)
+
+
+def _trial_model(data: TuningData, params: Mapping, seed: int):
+    """(model, fit arguments, validation predictor, validation labels, validation clips)."""
+    n_classes = len(data.genres)
+    batch_size = int(params["batch_size"])
+    if (
+        data.kind == "transfer"
+        and _trainable_layer_count(data.backbone, params["trainable_layers"]) == 0
+    ):
+        # A frozen backbone gives exactly the cached embeddings (tests/test_models.py):
+        # train the same head on them instead of running the backbone every epoch.
+        from genreflow.models import build_head
+
+        x, y = data.embeddings, data.embedding_labels
+        model = build_head(x["train"].shape[1], head_config(params), n_classes, stats=data.stats)
+        fit = {"x": x["train"], "y": y["train"], "batch_size": batch_size, "shuffle": True}
+        predict = functools.partial(_predict, x["valid"], batch_size=1024)
+        return model, fit, predict, y["valid"], data.embedding_clips["valid"]
+    if data.kind == "transfer":
+        from genreflow.models import build_classifier
+
+        model = build_classifier(
+            data.backbone,
+            data.image_size,
+            data.weights_path,
+            head_config(params),
+            n_classes,
+            stats=data.stats,
+        )
+    else:
+        from genreflow.baseline import build_baseline_cnn
+
+        model = build_baseline_cnn(params, data.image_size, n_classes)
+    train = split_dataset(
+        data.examples["train"], data.backbone, data.image_size, batch_size, True, seed
+    )
+    valid = split_dataset(
+        data.examples["valid"], data.backbone, data.image_size, batch_size, False, seed
+    )
+    valid_examples = data.examples["valid"]
+    return (
+        model,
+        {"x": train, "shuffle": False},
+        functools.partial(_predict, valid),
+        valid_examples["label"].to_numpy(),
+        valid_examples["clip"].to_numpy(),
+    )
+
+
+def _predict(inputs, model, batch_size: int | None = None) -> np.ndarray:
+    if batch_size is None:
+        return np.asarray(model.predict(inputs, verbose=0))
+    # Arrays (embeddings): calling the model skips predict()'s per-call set-up, which
+    # costs more than a small validation split itself, and this runs after every epoch.
+    return np.concatenate(
+        [
+            np.asarray(model(inputs[start : start + batch_size], training=False))
+            for start in range(0, len(inputs), batch_size)
+        ]
+    )
+
+
+@dataclass
+class TrialResult:
+    value: float
+    best_epoch: int
+    curve: list[float]
+
+
+def _custom_gradient_names() -> set[str]:
+    from tensorflow.python.framework import ops
+
+    return set(getattr(getattr(ops, "_gradient_registry", None), "_registry", None) or ())
+
+
+def _forget_custom_gradients(kept: set[str]) -> None:
+    """Drop the gradient functions that tf.custom_gradient registered since `kept`.
+
+    Each graph-mode use of tf.custom_gradient (Keras' TF backend has some in every
+    train step) registers a uniquely named gradient in TensorFlow's global registry, which
+    keeps the whole traced graph alive: about 5 MB per fit() of a small head, more for a
+    backbone, and clear_session() does not free it (keras-team/keras#17458). Once a trial's
+    model is gone nothing uses its entries.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if registry is None:  # another TensorFlow layout: nothing to clean
+        return
+    for name in [n for n in registry if n not in kept and n.startswith("CustomGradient-")]:
+        del registry[name]
+
+
+def train_trial(trial, params: Mapping, data: TuningData, objective: str, seed: int, prune: bool):
+    """Train one trial's model; its value is the best epoch's validation objective."""
+    import keras
+
+    from genreflow.models import seed_everything
+
+    seed_everything(seed)
+    model, gradients = None, _custom_gradient_names()
+    try:
+        model, fit, predict, labels, clips = _trial_model(data, params, seed)
+
+        def evaluate(fitted) -> float:
+            return validation_score(predict(fitted), labels, clips, data.genres, objective)
+
+        reporter = epoch_reporter(trial, evaluate, prune)
+        try:
+            model.fit(**fit, epochs=int(params["epochs"]), callbacks=[reporter], verbose=0)
+        finally:
+            trial.set_user_attr("epochs_run", len(reporter.values))
+            trial.set_user_attr("curve", [round(value, 6) for value in reporter.values])
+        best = int(np.argmax(reporter.values))
+        return TrialResult(reporter.values[best], best + 1, reporter.values)
+    finally:
+        # One process runs many trials: drop the model, Keras' global state (layer name
+        # counters, cached functions) and TensorFlow's registered gradients, so that
+        # memory does not grow trial after trial (benchmarks/tuning_memory.py).
+        del model
+        keras.backend.clear_session()
+        _forget_custom_gradients(gradients)
+        gc.collect()
+
+
+@dataclass
+class RoundContext:
+    """What a worker needs besides the study: the plan, the values merged under the
+    sampled ones, and the data."""
+
+    plan: RoundPlan
+    defaults: dict
+    inherited: dict
+    data: TuningData | None = None
+    prune: bool = True
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, context: RoundContext, log=print
+) -> TrialState:
+    """Sample, train and tell one trial. Pruned trials and failed ones (diverged, out of
+    memory) are told and counted, and the study goes on; any other error fails the trial
+    as "crashed" (not counted, so a rerun redoes it) and stops the worker."""
+    plan = context.plan
+    started = time.perf_counter()
+    params: dict = {}
+    try:
+        params = suggest_params(trial, plan, context.defaults, context.inherited)
+        trial.set_user_attr("params", params)
+        result = train_trial(
+            trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune
+        )
+    except optuna.TrialPruned as pruned:
+        trial.set_user_attr("note", str(pruned))
+        study.tell(trial, state=TrialState.PRUNED)
+        state, note = TrialState.PRUNED, str(pruned)
+    except (TrialFailed, *_out_of_memory_errors()) as failure:
+        reason = str(failure) if isinstance(failure, TrialFailed) else f"out of memory: {failure}"
+        trial.set_user_attr("note", reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        state, note = TrialState.FAIL, reason[:200]
+    except BaseException as error:
+        claim = INTERRUPTED if not isinstance(error, Exception) else CRASHED
+        try:
+            trial.set_user_attr("note", f"{claim}: {error!r}"[:500])
+            _release(study, trial.number, claim)
+        finally:
+            log(f"trial {trial.number}: {claim}, not counted:\n{traceback.format_exc()}")
+        raise
+    else:
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        study.tell(trial, result.value)
+        state = TrialState.COMPLETE
+        note = f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
+    log(
+        f"trial {trial.number}: {state.name} {note} ({time.perf_counter() - started:.1f} s) "
+        f"{json.dumps(params, sort_keys=True)}"
+    )
+    return state
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+def run_worker(
+    *,
+    backbone: str,
+    feature: str,
+    round_number: int,
+    worker: int,
+    workers: int,
+    round_block: Mapping,
+    defaults: Mapping,
+    inherited: Mapping,
+    pruner: Mapping,
+    settings: Mapping,
+    index_csv: str,
+    manifests: Mapping[str, str],
+    embeddings_npz: str | None,
+    weights_path: str | None,
+    previous_best: str | None,
+    journal: str,
+    out_json: str,
+    log=print,
+) -> None:
+    """One worker job of a round: resume or start the study, run trials until it holds
+    n_trials, write a note of what this worker did (`out_json`)."""
+    kind = kind_of(backbone)
+    plan = RoundPlan.from_config(round_block, kind)
+    _check_inherited(plan, inherited, previous_best)
+    pruner = dict(plan.pruner or pruner)
+    definition = {
+        "backbone": backbone,
+        "feature": feature,
+        "round": round_number,
+        "plan": {key: value for key, value in round_block.items() if key != "n_trials"},
+        "defaults": dict(defaults),
+        "inherited": dict(inherited),
+        "pruner": pruner,
+        "settings": dict(settings),
+    }
+    data_files = [index_csv, *(manifests[split] for split in SPLITS)]
+    fingerprint = study_fingerprint(
+        definition, data_files, [embeddings_npz] if embeddings_npz else []
+    )
+    study_name = f"{backbone}.{feature}.round_{round_number}.{fingerprint[:16]}"
+    storage = journal_storage(journal)
+    existing = _existing_trials(storage, study_name)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction="maximize",
+        sampler=make_sampler(plan, worker, offset=existing),
+        pruner=make_pruner(pruner),
+        load_if_exists=True,
+    )
+    if "definition" not in study.user_attrs:
+        study.set_user_attr("definition", sorted_block(definition))
+    released = release_dead_claims(study, worker, workers)
+    if released:
+        log(f"trials {released} were left running by a killed worker: failed as interrupted")
+    incarnation = uuid.uuid4().hex
+    log(
+        f"study {study_name} in {journal}: {len(round_trials(study, plan.n_trials))} of "
+        f"{plan.n_trials} trials there; worker {worker} of {workers} ({incarnation[:8]})"
+    )
+    context = RoundContext(plan, dict(defaults), dict(inherited), prune=pruner["kind"] != "none")
+    ran = []
+    previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        while (trial := claim_trial(study, plan.n_trials, worker, incarnation)) is not None:
+            if context.data is None:
+                context.data = load_tuning_data(
+                    backbone,
+                    index_csv,
+                    manifests,
+                    settings["genres"],
+                    settings["image_size"],
+                    embeddings_npz,
+                    weights_path,
+                )
+            run_trial(study, trial, context, log)
+            ran.append(trial.number)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    log(
+        f"worker {worker} ran trials {ran}; the study holds {len(round_trials(study, plan.n_trials))}"
+    )
+    write_json(
+        out_json,
+        {
+            "study_name": study_name,
+            "journal": journal,
+            "worker": worker,
+            "ran": ran,
+            "released": released,
+        },
+    )
+
+
+def _existing_trials(storage, study_name: str) -> int:
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _check_inherited(plan: RoundPlan, inherited: Mapping, previous_best: str | None) -> None:
+    """The inherited values (Snakemake params, read from the previous best_trial.json when
+    the job was planned) must be those of the file the job reads now."""
+    if set(inherited) != set(plan.inherit):
+        raise ValueError(
+            f"inherited values {sorted(inherited)} differ from inherit {list(plan.inherit)}"
+        )
+    if previous_best is None:
+        if plan.inherit:
+            raise ValueError("this round inherits values but got no previous best_trial.json")
+        return
+    previous = read_json(previous_best)["params"]
+    stale = {name: previous[name] for name in plan.inherit if previous[name] != inherited[name]}
+    if stale:
+        raise ValueError(
+            f"inherited values {dict(inherited)} are not those of {previous_best} ({stale}); "
+            "run Snakemake again"
+        )
+
+
+def inherited_values(best_json: str | os.PathLike, names: Sequence[str]) -> dict:
+    """The values a round inherits, from the previous round's best_trial.json."""
+    params = read_json(best_json)["params"]
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise ValueError(f"{best_json} has no value for {missing}")
+    return {name: params[name] for name in sorted(names)}
+
+
+# ------------------------------------------------------------------------------ collect
+
+
+def _duration(trial: optuna.trial.FrozenTrial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return round((trial.datetime_complete - trial.datetime_start).total_seconds(), 3)
+    return None
+
+
+def trials_frame(study: optuna.Study, n_trials: int) -> pd.DataFrame:
+    """One row per trial that ran (claims given back unrun are left out)."""
+    counted = {t.number for t in round_trials(study, n_trials)}
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.number in counted or t.user_attrs.get(CLAIM) in (INTERRUPTED, CRASHED)
+    ]
+    names = sorted({name for t in trials for name in t.params})
+    rows = []
+    for t in trials:
+        note = t.user_attrs.get("note", "")
+        if t.user_attrs.get(CLAIM) == INTERRUPTED and not note:
+            note = "interrupted: its worker was killed"
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                **{name: t.params.get(name) for name in names},
+                "worker": t.user_attrs.get("worker"),
+                "counted": t.number in counted,
+                "epochs_run": t.user_attrs.get("epochs_run"),
+                "best_epoch": t.user_attrs.get("best_epoch"),
+                "note": note,
+                "duration_s": _duration(t),
+            }
+        )
+    columns = [
+        "number",
+        "state",
+        "value",
+        *names,
+        "worker",
+        "counted",
+        "epochs_run",
+        "best_epoch",
+        "note",
+        "duration_s",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarize_round(study: optuna.Study, about: Mapping) -> dict:
+    """The content of best_trial.json (see the module docstring)."""
+    n_trials = int(about["n_trials"])
+    counted = round_trials(study, n_trials)
+    states = [t.state for t in counted]
+    if len(counted) < n_trials or TrialState.RUNNING in states:
+        raise RuntimeError(
+            f"study {study.study_name} holds {states.count(TrialState.RUNNING)} running and "
+            f"{len(counted)} counted trials of {n_trials}: a worker has not finished; run "
+            "Snakemake again to resume it"
+        )
+    complete = [t for t in counted if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(
+            f"no trial of study {study.study_name} completed ({states.count(TrialState.PRUNED)} "
+            f"pruned, {states.count(TrialState.FAIL)} failed); see trials.csv"
+        )
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    all_trials = study.get_trials(deepcopy=False)
+    return {
+        **about,
+        "params": best.user_attrs["params"],
+        "value": float(best.value),
+        "best_epoch": best.user_attrs.get("best_epoch"),
+        "trial_number": best.number,
+        "n_complete": len(complete),
+        "n_pruned": states.count(TrialState.PRUNED),
+        "n_failed": states.count(TrialState.FAIL),
+        "n_interrupted": sum(t.user_attrs.get(CLAIM) in (INTERRUPTED, CRASHED) for t in all_trials),
+        "study_name": study.study_name,
+    }
+
+
+def round_about(
+    backbone: str, feature: str, round_number: int, round_block: Mapping, run: Mapping
+) -> dict:
+    """The keys of best_trial.json that come from the round's declaration and the run."""
+    plan = RoundPlan.from_config(round_block, kind_of(backbone))
+    return {
+        **run,
+        "backbone": backbone,
+        "feature": feature,
+        "round": round_number,
+        "inherited": list(plan.inherit),
+        "fixed": plan.fixed,
+        "scientific": [d.name for d in plan.scientific],
+        "nuisance": [d.name for d in plan.nuisance],
+        "objective": plan.objective,
+        "n_trials": plan.n_trials,
+        "sampler": plan.sampler,
+        "seed": plan.seed,
+    }
+
+
+def collect_round(
+    worker_jsons: Sequence[str],
+    backbone: str,
+    feature: str,
+    round_number: int,
+    round_block: Mapping,
+    run: Mapping,
+    out_best: str,
+    out_trials: str,
+    log=print,
+) -> None:
+    """Write a round's best_trial.json and trials.csv from its study."""
+    about = round_about(backbone, feature, round_number, round_block, run)
+    notes = [read_json(path) for path in worker_jsons]
+    studies = {(note["study_name"], note["journal"]) for note in notes}
+    if len(studies) != 1:
+        raise RuntimeError(f"the workers of one round ran different studies: {sorted(studies)}")
+    ((study_name, journal),) = studies
+    study = optuna.load_study(study_name=study_name, storage=journal_storage(journal))
+    summary = summarize_round(study, about)
+    write_csv(out_trials, trials_frame(study, about["n_trials"]))
+    write_json(out_best, summary)
+    log(
+        f"best of {study_name}: trial {summary['trial_number']} {about['objective']} "
+        f"{summary['value']:.4f} ({summary['n_complete']} complete, {summary['n_pruned']} "
+        f"pruned, {summary['n_failed']} failed, {summary['n_interrupted']} interrupted)"
+    )

@@ -1,0 +1,22 @@
+from genreflow.evaluation import train_final
+from genreflow.jobs import logged_job
+from genreflow.screening import SPLITS, limit_threads
+
+with logged_job(snakemake) as log:
+    limit_threads(snakemake.threads)
+    train_final(
+        best_trial_json=snakemake.input.best,
+        seed=int(snakemake.wildcards.seed),
+        index_csv=snakemake.input.index,
+        manifests={split: snakemake.input[split] for split in SPLITS},
+        image_size=snakemake.params.image_size,
+        weights_path=snakemake.input.get("weights"),
+        genres=snakemake.params.genres,
+        about=snakemake.params.about,
+        training=snakemake.params.training,
+        out_metrics=snakemake.output.metrics,
+        out_predictions=snakemake.output.predictions,
+        out_history=snakemake.output.history,
+        out_model=snakemake.output.model,
+        log=log,
+    )
