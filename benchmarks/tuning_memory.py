@@ -1,5 +1,7 @@
-"""Resident memory of one tuning process over 50 small trials, with and without the
-per-trial cleanup (keras.backend.clear_session + gc.collect) of genreflow.tuning.
+"""Resident memory of one tuning process over 50 small trials, with genreflow.tuning's
+per-trial cleanup (keras.backend.clear_session, dropping TensorFlow's registered custom
+gradients, gc.collect), with Keras' usual advice only (clear_session + gc.collect), and
+with none.
 
 Trials alternate between a head trained on cached embeddings and the baseline CNN trained
 on images (tf.data pipeline), through the real worker path (journal storage, claims,
@@ -133,7 +135,9 @@ def child(args) -> None:
 
     from genreflow import tuning
 
-    if args.no_cleanup:
+    if args.cleanup in ("keras", "none"):
+        tuning._forget_custom_gradients = lambda kept: None
+    if args.cleanup == "none":
         import keras
 
         keras.backend.clear_session = lambda *a, **k: None
@@ -193,7 +197,7 @@ def summary(name: str, rss: list[float], seconds: float) -> str:
     slope = np.polyfit(np.arange(warm, n), rss[warm:], 1)[0] if n - warm > 2 else float("nan")
     marks = "  ".join(f"#{i}: {rss[i - 1]:.0f}" for i in (1, 5, 10, 20, 30, 40, 50) if i <= n)
     return (
-        f"{name:>22}: RSS MB {marks}\n{'':>24}growth trial 10 -> {n}: {rss[-1] - rss[warm]:+.1f} MB "
+        f"{name:>24}: RSS MB {marks}\n{'':>26}growth trial 10 -> {n}: {rss[-1] - rss[warm]:+.1f} MB "
         f"({slope:+.2f} MB/trial), {seconds:.0f} s for {n} trials"
     )
 
@@ -208,7 +212,7 @@ def main() -> None:
     parser.add_argument("--feature", default="stft")
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--no-cleanup", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cleanup", default="full", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -231,7 +235,12 @@ def main() -> None:
     print(
         f"{args.trials} trials per variant on {source}, {image_size} px images, {os.cpu_count()} CPUs"
     )
-    for name, extra in (("with cleanup", []), ("without cleanup", ["--no-cleanup"])):
+    variants = (
+        ("genreflow cleanup", "full"),
+        ("clear_session + gc only", "keras"),
+        ("no cleanup", "none"),
+    )
+    for name, cleanup in variants:
         done = subprocess.run(
             [
                 sys.executable,
@@ -243,7 +252,8 @@ def main() -> None:
                 str(image_size),
                 "--inputs",
                 json.dumps({k: str(v) for k, v in inputs.items()}),
-                *extra,
+                "--cleanup",
+                cleanup,
             ],
             capture_output=True,
             text=True,

@@ -101,6 +101,7 @@ checkpoint summarize_screening:
         "../envs/tensorflow.yaml"
     params:
         about=run_about(),
+        notes=caveats(run_about()),
         min_f1=config["screening"]["min_f1"],
         top_k=config["screening"]["top_k"],
     script:

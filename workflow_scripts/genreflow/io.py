@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, int, str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # mkstemp makes 0600 files; results should be readable like any other file written here
+    os.fchmod(fd, 0o666 & ~_umask())
     return path, fd, tmp
 
 

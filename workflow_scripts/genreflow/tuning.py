@@ -28,7 +28,10 @@ What other stages use
   n_failed, n_interrupted, sampler, seed, study_name, corpus, weights, pretrained.
   `trials.csv` (one row per trial that ran): number, state, value, the sampled parameters,
   worker, counted, epochs_run, best_epoch, note, duration_s. The study itself is in
-  `study.journal` next to them (Optuna JournalStorage; load it with `load_study`).
+  `study.journal` next to them: `optuna.load_study(study_name=best["study_name"],
+  storage=journal_storage(path))`. The journal also holds trials that do not count (user
+  attribute `claim`: interrupted, crashed, surplus) and older studies of the round: for
+  plots take `round_trials(study, best["n_trials"])`.
 
 How a round runs
 ----------------
