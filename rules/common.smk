@@ -188,10 +188,23 @@ def tuning_round(wildcards):
     return tuning_block(wildcards.backbone)["rounds"][int(wildcards.round)]
 
 
+def screening_selection():
+    """selection.json, through the checkpoint that writes it.
+
+    Snakemake builds a report's DAG without resolving checkpoints (snakemake#3301), which
+    would leave every tuning and final-model figure out of `snakemake --report`; there the
+    selection written by the finished run is read directly.
+    """
+    finished = "results/screening/selection.json"
+    if "--report" in sys.argv and os.path.exists(finished):
+        return finished
+    return checkpoints.summarize_screening.get().output.selection
+
+
 def tuning_combinations():
     """(backbone, feature) of every chain of rounds, the baseline CNN's included."""
     if TUNING["combinations"] == "selection":
-        selection = checkpoints.summarize_screening.get().output.selection
+        selection = screening_selection()
         pairs = [
             (s["backbone"], s["feature"]) for s in read_json(selection)["selected"]
         ]
