@@ -31,18 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-GENRES = [
-    "blues",
-    "classical",
-    "country",
-    "disco",
-    "hiphop",
-    "jazz",
-    "metal",
-    "pop",
-    "reggae",
-    "rock",
-]
+from genreflow import GENRES  # noqa: E402
+
+GENRES = list(GENRES)
 TRANSFER_DEFAULTS = {
     "dense_layers": 1,
     "units": 64,

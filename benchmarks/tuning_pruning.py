@@ -71,17 +71,9 @@ def main() -> None:
     data = tuning.load_tuning_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, 0, str(inputs["embeddings"])
     )
-    defaults = {
-        "dense_layers": 1,
-        "units": 256,
-        "dropout": 0.5,
-        "activation": "relu",
-        "batch_norm": False,
-        "trainable_layers": 0,
-        "learning_rate": 1e-3,
-        "batch_size": 32,
-        "epochs": args.epochs,
-    }
+    from genreflow.models import HEAD_DEFAULTS
+
+    defaults = {**HEAD_DEFAULTS, "batch_size": 32, "epochs": args.epochs}
     plan = tuning.RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
     print(
         f"{args.trials} trials per variant, up to {args.epochs} epochs, on {source}: "
