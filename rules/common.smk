@@ -5,9 +5,16 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
+from genreflow.audio_embeddings import (
+    AUDIO_FEATURE,
+    checkpoint_files,
+    checkpoint_root,
+    is_audio_backbone,
+)
 from genreflow.config import ConfigError, sorted_block, validate_config
 from genreflow.corpus import find_clips, shard_clips, synthetic_clips
 from genreflow.features import FEATURES
+from genreflow.screening import backbone_about
 from genreflow.splits import SPLITS
 
 try:
@@ -20,11 +27,13 @@ config.clear()
 config.update(_validated)
 
 GENRES = config["dataset"]["genres"]
+IMAGE_FEATURES = "|".join(FEATURES)
 SYNTHETIC_ROOT = "resources/synthetic"
 
 
 wildcard_constraints:
-    feature="|".join(FEATURES),
+    # `audio` is the feature of the audio backbones (musicnn): they embed the audio itself.
+    feature="|".join([*FEATURES, AUDIO_FEATURE]),
     shard=r"\d{3}",
 
 
@@ -113,17 +122,54 @@ def split_manifests():
 
 # ---------------------------------------------------------------- screening
 BACKBONES = config["backbones"]["names"]
+IMAGE_BACKBONES = [name for name in BACKBONES if not is_audio_backbone(name)]
+AUDIO_BACKBONES = [name for name in BACKBONES if is_audio_backbone(name)]
 SCREEN_FEATURES = config["screening"]["features"]
+MUSICNN = config["backbones"]["musicnn"]
 
 
 wildcard_constraints:
     backbone="|".join(BACKBONES),
 
 
+def screening_pairs():
+    """(backbone, feature) of every screening job: image backbones x screened image
+    types, and each audio backbone with its one feature, the audio."""
+    return [
+        *(
+            (backbone, feature)
+            for backbone in IMAGE_BACKBONES
+            for feature in SCREEN_FEATURES
+        ),
+        *((backbone, AUDIO_FEATURE) for backbone in AUDIO_BACKBONES),
+    ]
+
+
+def musicnn_root():
+    return str(checkpoint_root(MUSICNN["checkpoints"]))
+
+
+def musicnn_checkpoint(wildcards):
+    """The checkpoint files an embed_audio job restores: inputs, so a reinstall reruns it."""
+    files = checkpoint_files(wildcards.backbone, musicnn_root())
+    return {
+        "checkpoint_index": files[".index"],
+        "checkpoint_data": files[".data-00000-of-00001"],
+    }
+
+
+def audio_shard_embeddings(wildcards):
+    return expand(
+        "results/embeddings/{backbone}/audio/shards/{shard}.npz",
+        backbone=wildcards.backbone,
+        shard=sorted(SHARDS),
+    )
+
+
 def backbone_weights(wildcards):
     """The weights file a backbone job reads: {} for random initialisation."""
     weights = config["backbones"]["weights"]
-    if weights == "none":
+    if weights == "none" or is_audio_backbone(wildcards.backbone):
         return {}
     if weights == "imagenet":
         return {"weights": f"resources/weights/{wildcards.backbone}/imagenet_notop.h5"}
@@ -148,22 +194,26 @@ def run_about():
     return {
         "corpus": config["dataset"]["kind"],
         "weights": config["backbones"]["weights"],
-        "pretrained": config["backbones"]["weights"] != "none",
+        # Only image backbones take backbones.weights; musicnn is pretrained either way.
+        "pretrained": config["backbones"]["weights"] != "none" or not IMAGE_BACKBONES,
     }
 
 
 def screening_about(wildcards):
     return sorted_block(
-        {**run_about(), "backbone": wildcards.backbone, "feature": wildcards.feature}
+        {
+            **backbone_about(run_about(), wildcards.backbone),
+            "backbone": wildcards.backbone,
+            "feature": wildcards.feature,
+        }
     )
 
 
 def screening_metrics():
-    return expand(
-        "results/screening/{backbone}/{feature}/metrics.json",
-        backbone=BACKBONES,
-        feature=SCREEN_FEATURES,
-    )
+    return [
+        f"results/screening/{backbone}/{feature}/metrics.json"
+        for backbone, feature in screening_pairs()
+    ]
 
 
 # ---------------------------------------------------------------- tuning
@@ -212,14 +262,16 @@ def tuning_combinations():
         pairs = [(c["backbone"], c["feature"]) for c in TUNING["combinations"]]
     baseline = TUNING["baseline"]
     if baseline["enabled"]:
+        image_features = [feature for _, feature in pairs if feature != AUDIO_FEATURE]
         if baseline["feature"] != "best":
             pairs.append((BASELINE_CNN, baseline["feature"]))
-        elif pairs:
-            pairs.append((BASELINE_CNN, pairs[0][1]))
+        elif image_features:
+            # The selection is best first; the CNN needs images, not musicnn's audio.
+            pairs.append((BASELINE_CNN, image_features[0]))
         else:
             raise WorkflowError(
-                "screening selected no combination, so tuning.baseline.feature 'best' "
-                "names no feature; lower screening.min_f1 or name a feature"
+                "screening selected no image combination, so tuning.baseline.feature "
+                "'best' names no image type; lower screening.min_f1 or name a feature"
             )
     return pairs
 
@@ -246,11 +298,16 @@ def previous_best_trial(wildcards):
     return round_file(wildcards.backbone, wildcards.feature, n - 1, "best_trial.json")
 
 
+def model_data(wildcards):
+    """What a model of (backbone, feature) reads besides the splits: the image index, and
+    the embedding cache for a backbone (an audio backbone has embeddings only)."""
+    if is_audio_backbone(wildcards.backbone):
+        return {"embeddings": f"results/embeddings/{wildcards.backbone}/audio.npz"}
+    return {"index": f"results/features/{wildcards.feature}/index.csv"}
+
+
 def tuning_round_inputs(wildcards):
-    inputs = {
-        **split_manifest_files(wildcards),
-        "index": f"results/features/{wildcards.feature}/index.csv",
-    }
+    inputs = {**split_manifest_files(wildcards), **model_data(wildcards)}
     if wildcards.backbone != BASELINE_CNN:
         inputs.update(backbone_weights(wildcards))
         inputs["embeddings"] = (

@@ -24,8 +24,8 @@ rule train_final:
     input:
         unpack(final_weights),
         unpack(split_manifest_files),
+        unpack(model_data),
         best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
-        index="results/features/{feature}/index.csv",
     output:
         metrics="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/metrics.json",
         predictions="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/predictions.csv",

@@ -17,6 +17,8 @@ rule make_images:
         "logs/make_images/{feature}/{shard}.log",
     benchmark:
         "benchmarks/make_images/{feature}/{shard}.tsv"
+    wildcard_constraints:
+        feature=IMAGE_FEATURES,
     conda:
         "../envs/audio.yaml"
     resources:
@@ -38,6 +40,8 @@ rule index_images:
         "results/features/{feature}/index.csv",
     log:
         "logs/index_images/{feature}.log",
+    wildcard_constraints:
+        feature=IMAGE_FEATURES,
     conda:
         "../envs/audio.yaml"
     script:

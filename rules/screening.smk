@@ -5,6 +5,7 @@
 localrules:
     screening,
     fetch_weights,
+    join_audio_embeddings,
     summarize_screening,
 
 
@@ -34,6 +35,9 @@ rule embed_images:
         "logs/embed_images/{backbone}/{feature}.log",
     benchmark:
         "benchmarks/embed_images/{backbone}/{feature}.tsv"
+    wildcard_constraints:
+        backbone="|".join(IMAGE_BACKBONES),
+        feature=IMAGE_FEATURES,
     conda:
         "../envs/tensorflow.yaml"
     threads: 2
@@ -48,6 +52,51 @@ rule embed_images:
         batch_size=config["screening"]["embedding_batch_size"],
     script:
         "../workflow_scripts/embed_images.py"
+
+
+# musicnn is TF1 graph code on legacy tf-keras: its own environment and process, a shard
+# of clips per job like the image jobs. The job verifies the restored weights.
+rule embed_audio:
+    input:
+        unpack(musicnn_checkpoint),
+        clips="results/corpus/checked/{shard}.csv",
+    output:
+        "results/embeddings/{backbone}/audio/shards/{shard}.npz",
+    log:
+        "logs/embed_audio/{backbone}/{shard}.log",
+    benchmark:
+        "benchmarks/embed_audio/{backbone}/{shard}.tsv"
+    wildcard_constraints:
+        backbone="|".join(AUDIO_BACKBONES),
+    conda:
+        "../envs/musicnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        layer=MUSICNN["layer"],
+        batch_size=MUSICNN["batch_size"],
+        audio=audio_settings(),
+        segment_seconds=config["segments"]["seconds"],
+        genres=GENRES,
+    script:
+        "../workflow_scripts/embed_audio.py"
+
+
+rule join_audio_embeddings:
+    input:
+        audio_shard_embeddings,
+    output:
+        "results/embeddings/{backbone}/audio.npz",
+    log:
+        "logs/join_audio_embeddings/{backbone}.log",
+    wildcard_constraints:
+        backbone="|".join(AUDIO_BACKBONES),
+    conda:
+        "../envs/musicnn.yaml"
+    script:
+        "../workflow_scripts/join_audio_embeddings.py"
 
 
 rule train_screening:

@@ -237,7 +237,7 @@ def test_final_model_files(vgg_run):
                                      "val_accuracy"]
     assert set(history["seed"]) == {0, 1}
     table = (root / "table5.md").read_text()
-    assert "**BACKBONES NOT PRETRAINED" in table and "**SYNTHETIC DEMO CORPUS" in table
+    assert "**IMAGE BACKBONES NOT PRETRAINED" in table and "**SYNTHETIC DEMO CORPUS" in table
     assert "| 1 | VGG16 + mel spectrogram | 1 |" in table and " ± " in table
     assert (root / "scores.png").stat().st_size > 0
     assert summary.loc[0, "seeds"] == "0 1"
@@ -404,7 +404,7 @@ def test_final_about_and_caveats():
     about = final_about(RUN_ABOUT, "vgg16", "mel", 1)
     assert about["pretrained"] is False and about["round"] == 1
     assert [note.split(":")[0] for note in caveats(about)] == [
-        "BACKBONES NOT PRETRAINED", "SYNTHETIC DEMO CORPUS"]
+        "IMAGE BACKBONES NOT PRETRAINED", "SYNTHETIC DEMO CORPUS"]
     baseline = final_about(RUN_ABOUT, BASELINE, "mel", 1)
     assert baseline["weights"] == "from scratch"
     assert [note.split(":")[0] for note in caveats(baseline)] == ["SYNTHETIC DEMO CORPUS"]

@@ -51,7 +51,8 @@ def _history(seeds=(0, 1)):
 
 def test_caveat_lines_shorten_the_caveats():
     assert plots.caveat_lines(NOTES) == [
-        "BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random initialisation)",
+        "IMAGE BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random "
+        "initialisation)",
         "SYNTHETIC DEMO CORPUS: these are not GTZAN results",
     ]
     assert plots.caveat_lines([]) == []

@@ -7,7 +7,8 @@ with logged_job(snakemake) as log:
     train_final(
         best_trial_json=snakemake.input.best,
         seed=int(snakemake.wildcards.seed),
-        index_csv=snakemake.input.index,
+        index_csv=snakemake.input.get("index"),
+        embeddings_npz=snakemake.input.get("embeddings"),
         manifests={split: snakemake.input[split] for split in SPLITS},
         image_size=snakemake.params.image_size,
         weights_path=snakemake.input.get("weights"),

@@ -15,7 +15,7 @@ with logged_job(snakemake) as log:
         inherited=snakemake.params.inherited,
         pruner=snakemake.params.pruner,
         settings=snakemake.params.settings,
-        index_csv=snakemake.input.index,
+        index_csv=snakemake.input.get("index"),
         manifests={split: snakemake.input[split] for split in SPLITS},
         embeddings_npz=snakemake.input.get("embeddings"),
         weights_path=snakemake.input.get("weights"),

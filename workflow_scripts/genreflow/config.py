@@ -19,6 +19,7 @@ SCHEMA_FILE = "config.schema.yaml"
 # that validating a config does not import TensorFlow (seconds on every `snakemake -n`);
 # tests/test_models.py checks that the two agree.
 BACKBONE_MIN_SIZES = {"efficientnetb0": 32, "inceptionv3": 75, "resnet50": 32, "vgg16": 32}
+AUDIO_BACKBONES = ("musicnn_msd", "musicnn_mtt")
 
 
 class ConfigError(ValueError):
@@ -162,7 +163,7 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         )
     image_size = config["features"]["image_size"]
     for backbone in config["backbones"]["names"]:
-        if image_size < BACKBONE_MIN_SIZES[backbone]:
+        if backbone in BACKBONE_MIN_SIZES and image_size < BACKBONE_MIN_SIZES[backbone]:
             problems.append(
                 f"config key features.image_size: {image_size} is below the minimum input "
                 f"size {BACKBONE_MIN_SIZES[backbone]} of backbone {backbone}; raise it or "
@@ -174,6 +175,13 @@ def _relations(config: dict, base_dir: str) -> list[str]:
             f"config key backbones.weights: {weights!r} is neither 'imagenet', 'none' nor an "
             "existing weights file"
         )
+    problems.extend(_audio_backbone_problems(config, base_dir))
+    for i, length in enumerate(config["segments"]["compare"] or []):
+        if length is not None and length > audio["seconds"]:
+            problems.append(
+                f"config key segments.compare.{i}: {length} exceeds audio.seconds "
+                f"{audio['seconds']}"
+            )
     fractions = config["splits"]["fractions"]
     if abs(sum(fractions.values()) - 1.0) > 1e-6:
         problems.append(
@@ -412,6 +420,35 @@ def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
     return problems
 
 
+def _audio_backbone_problems(config: dict, base_dir: str) -> list[str]:
+    """musicnn backbones need their checkpoints (the musicnn package) before any job runs."""
+    from genreflow.audio_embeddings import (
+        CheckpointError,
+        checkpoint_files,
+        checkpoint_root,
+        is_audio_backbone,
+    )
+
+    audio_backbones = [name for name in config["backbones"]["names"] if is_audio_backbone(name)]
+    if not audio_backbones:
+        return []
+    setting = config["backbones"]["musicnn"]["checkpoints"]
+    try:
+        root = checkpoint_root(setting and os.path.join(base_dir, setting))
+    except CheckpointError as error:
+        return [f"config key backbones.names: {error}"]
+    problems = []
+    for backbone in audio_backbones:
+        missing = [path for path in checkpoint_files(backbone, root).values()
+                   if not os.path.isfile(path)]
+        if missing:
+            problems.append(
+                f"config key backbones.musicnn.checkpoints: {backbone} needs {missing[0]}, "
+                "which does not exist"
+            )
+    return problems
+
+
 def _tuning_relations(config: dict) -> list[str]:
     tuning = config["tuning"]
     problems = []
@@ -426,7 +463,14 @@ def _tuning_relations(config: dict) -> list[str]:
                     f"config key tuning.combinations.{i}.backbone: {pair['backbone']!r} is not "
                     f"in backbones.names {backbones}"
                 )
-            if pair["feature"] not in features:
+            if pair["backbone"] in AUDIO_BACKBONES or pair["feature"] == "audio":
+                if (pair["backbone"] in AUDIO_BACKBONES) != (pair["feature"] == "audio"):
+                    problems.append(
+                        f"config key tuning.combinations.{i}: musicnn backbones embed the "
+                        "audio (feature `audio`) and image backbones the images; "
+                        f"{pair['backbone']!r} + {pair['feature']!r} is neither"
+                    )
+            elif pair["feature"] not in features:
                 problems.append(
                     f"config key tuning.combinations.{i}.feature: {pair['feature']!r} is not "
                     f"in screening.features {features}"

@@ -40,6 +40,8 @@ BACKBONE_NAMES = {
     "inceptionv3": "InceptionV3",
     "resnet50": "ResNet50",
     "vgg16": "VGG16",
+    "musicnn_msd": "musicnn (MSD)",
+    "musicnn_mtt": "musicnn (MTT)",
     BASELINE: "Baseline CNN",
 }
 FEATURE_NAMES = {
@@ -48,6 +50,7 @@ FEATURE_NAMES = {
     "stft": "STFT",
     "spectrogram": "spectrogram",
     "chroma": "chromagram",
+    "audio": "audio",
 }
 
 # Scores reported per model: (split, level, metric). "tracks" averages the segment
@@ -122,6 +125,26 @@ def backbone_statistics(model, backbone: str, paths: Sequence[str], image_size: 
     return feature_statistics(embedding_model(inner).predict(images, verbose=0))
 
 
+def embedding_training_data(embeddings_npz: str, manifests: Mapping[str, str],
+                            genres: Sequence[str]):
+    """TrainingData of an audio backbone: (embeddings, labels) arrays per split, and the
+    examples' clip/segment/label frames in the same order."""
+    from genreflow.io import load_embeddings
+    from genreflow.screening import split_rows
+    from genreflow.tuning import TrainingData
+
+    cache = load_embeddings(embeddings_npz)
+    rows = split_rows(cache.clip, manifests)
+    arrays, examples = {}, {}
+    for split in SPLITS:
+        picked = rows[split]
+        arrays[split] = (cache.embeddings[picked], cache.label[picked])
+        examples[split] = pd.DataFrame({"clip": cache.clip[picked],
+                                        "segment": cache.segment[picked],
+                                        "label": cache.label[picked]})
+    return TrainingData(**arrays, examples=examples)
+
+
 def check_best_trial(best: Mapping, about: Mapping, path: str) -> None:
     """The best trial must be the one of the model this job evaluates."""
     for key in ("backbone", "feature", "round"):
@@ -178,6 +201,7 @@ def train_final(
     out_model: str,
     build_model: Callable | None = None,
     build_data: Callable | None = None,
+    embeddings_npz: str | None = None,
     log=print,
 ) -> None:
     """Train one model with its best hyperparameters and `seed`; test it once.
@@ -191,8 +215,14 @@ def train_final(
     A backbone model is built twice from the same seed: once to measure its pooled
     features on the training images (`backbone_statistics`), then with those statistics
     in its head; the seed makes both builds draw the same backbone weights.
+
+    An audio backbone (musicnn) has no images: its head is trained on the cached
+    embeddings (`embeddings_npz`) and the saved model takes an embedding as input.
     """
-    from genreflow.models import predict_proba, seed_everything, train
+    from genreflow.audio_embeddings import is_audio_backbone
+    from genreflow.models import build_head, feature_statistics, predict_proba
+    from genreflow.models import seed_everything, train
+    from genreflow.tuning import head_config
 
     build_model = build_model or tuning_model_builder
     build_data = build_data or tuning_data_builder
@@ -200,33 +230,47 @@ def train_final(
     check_best_trial(best, about, best_trial_json)
     params = best["params"]
     backbone = best["backbone"]
-    data = build_data(best, index_csv, manifests, image_size, genres, seed)
+    on_embeddings = is_audio_backbone(backbone)
+    if on_embeddings:
+        if embeddings_npz is None:
+            raise ValueError(f"{backbone} trains on embeddings, but no embedding cache was given")
+        data = embedding_training_data(embeddings_npz, manifests, genres)
+    else:
+        data = build_data(best, index_csv, manifests, image_size, genres, seed)
     examples = data.examples
     epochs = int(training["epochs"] if training.get("epochs") is not None else params["epochs"])
     batch_size = int(params.get("batch_size", 32))
     log(
         f"{model_label(backbone, best['feature'])}, round {best.get('round')}, seed {seed}: "
         + ", ".join(f"{split} {len(examples[split])}" for split in SPLITS)
-        + f" images; {epochs} epochs max, batch {batch_size}; "
-        + ("random init" if weights_path is None else f"weights {weights_path}")
+        + f" {'embeddings' if on_embeddings else 'images'}; {epochs} epochs max, "
+        + f"batch {batch_size}; "
+        + ("head on cached audio embeddings" if on_embeddings
+           else "random init" if weights_path is None else f"weights {weights_path}")
     )
     stats = None
-    if backbone != BASELINE:
+    if on_embeddings:
+        x_train = data.train[0]
+        model = build_head(x_train.shape[1], head_config(params), len(genres), seed=seed,
+                           stats=feature_statistics(x_train))
+    else:
+        if backbone != BASELINE:
+            seed_everything(seed)
+            probe = build_model(best, image_size, weights_path, len(genres), stats=None)
+            stats = backbone_statistics(probe, backbone, examples["train"]["image"],
+                                        image_size, batch_size)
+            del probe
         seed_everything(seed)
-        probe = build_model(best, image_size, weights_path, len(genres), stats=None)
-        stats = backbone_statistics(probe, backbone, examples["train"]["image"], image_size,
-                                    batch_size)
-        del probe
-    seed_everything(seed)
-    model = build_model(best, image_size, weights_path, len(genres), stats=stats)
+        model = build_model(best, image_size, weights_path, len(genres), stats=stats)
     history = train(
-        model, data.train, data.valid, epochs=epochs,
+        model, data.train, data.valid, epochs=epochs, batch_size=batch_size,
         patience=int(training["patience"]), seed=seed, log=None,
     )
     scores, predictions = {}, []
     for split in ("valid", "test"):
         frame = examples[split]
-        probabilities = predict_proba(model, getattr(data, split))
+        inputs = getattr(data, split)
+        probabilities = predict_proba(model, inputs[0] if on_embeddings else inputs)
         clips, labels = frame["clip"].to_numpy(), frame["label"].to_numpy()
         scores[split] = score(clips, labels, probabilities, genres)
         predictions.append(
@@ -530,8 +574,10 @@ def parse_best_trial_path(path: str) -> tuple[str, str, int]:
 def final_about(run_about: Mapping, backbone: str, feature: str, round_: int) -> dict:
     """What a final model's files and figures say about it. The baseline CNN has no
     backbone to pretrain, so the not-pretrained caveat does not apply to it."""
-    about: dict[str, Any] = {**run_about, "backbone": backbone, "feature": feature,
-                             "round": int(round_)}
+    from genreflow.screening import backbone_about
+
+    about: dict[str, Any] = {**backbone_about(run_about, backbone), "backbone": backbone,
+                             "feature": feature, "round": int(round_)}
     if backbone == BASELINE:
         about["weights"] = "from scratch"
         about.pop("pretrained", None)

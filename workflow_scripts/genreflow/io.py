@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -63,3 +66,45 @@ def read_json(path: str | os.PathLike) -> Any:
 def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame without its index, atomically."""
     write_text_atomic(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+# Embedding caches: numpy only, so that the musicnn process (TF1 graph mode, legacy
+# tf-keras) can write them without importing Keras 3.
+@dataclass(frozen=True)
+class Embeddings:
+    embeddings: np.ndarray
+    clip: np.ndarray
+    segment: np.ndarray
+    label: np.ndarray
+
+
+def save_embeddings(path, embeddings, clip, segment, label) -> None:
+    """Write an embedding cache (.npz) atomically: temp file, then os.replace."""
+    arrays = {
+        "embeddings": np.asarray(embeddings, dtype=np.float32),
+        "clip": np.asarray(clip, dtype=str),
+        "segment": np.asarray(segment, dtype=np.int64),
+        "label": np.asarray(label, dtype=np.int32),
+    }
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"embedding cache arrays differ in length: {lengths}")
+    path, fd, tmp = _atomic_target(path)
+    try:
+        # A file object, not a name: np.savez would append ".npz" to the temp name.
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_embeddings(path) -> Embeddings:
+    with np.load(path, allow_pickle=False) as cache:
+        return Embeddings(
+            embeddings=cache["embeddings"],
+            clip=cache["clip"],
+            segment=cache["segment"],
+            label=cache["label"],
+        )

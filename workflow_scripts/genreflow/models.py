@@ -26,6 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from genreflow.data import image_dataset
+from genreflow.io import Embeddings, load_embeddings, save_embeddings  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -550,48 +551,6 @@ def compute_embeddings(
     return np.asarray(
         embedding_model(backbone).predict(dataset, verbose=0), dtype=np.float32
     )
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    embeddings: np.ndarray
-    clip: np.ndarray
-    segment: np.ndarray
-    label: np.ndarray
-
-
-def save_embeddings(path, embeddings, clip, segment, label) -> None:
-    """Write an embedding cache (.npz) atomically: temp file, then os.replace."""
-    arrays = {
-        "embeddings": np.asarray(embeddings, dtype=np.float32),
-        "clip": np.asarray(clip, dtype=str),
-        "segment": np.asarray(segment, dtype=np.int64),
-        "label": np.asarray(label, dtype=np.int32),
-    }
-    lengths = {key: len(value) for key, value in arrays.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"embedding cache arrays differ in length: {lengths}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        # A file object, not a name: np.savez would append ".npz" to the temp name.
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_embeddings(path) -> Embeddings:
-    with np.load(path, allow_pickle=False) as cache:
-        return Embeddings(
-            embeddings=cache["embeddings"],
-            clip=cache["clip"],
-            segment=cache["segment"],
-            label=cache["label"],
-        )
 
 
 # -------------------------------------------------------------------------- training

@@ -192,13 +192,26 @@ def screen_head(
     )
 
 
+def backbone_about(run_about: Mapping, backbone: str) -> dict:
+    """The run's `about` as it applies to one backbone: an audio backbone (musicnn) is
+    pretrained on music whatever backbones.weights says about the image backbones."""
+    from genreflow.audio_embeddings import MUSICNN_MODELS
+
+    about = dict(run_about)
+    if backbone in MUSICNN_MODELS:
+        about["weights"] = f"musicnn 0.1.0 {MUSICNN_MODELS[backbone]}"
+        about["pretrained"] = True
+    return about
+
+
 def caveats(about: Mapping) -> list[str]:
     """Warnings a reader of any table or figure must see first."""
     notes = []
     if not about.get("pretrained", True):
         notes.append(
-            "BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random initialisation); "
-            "these scores say nothing about transfer learning from ImageNet."
+            "IMAGE BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random "
+            "initialisation); their scores say nothing about transfer learning from ImageNet "
+            "(musicnn backbones are pretrained on music either way)."
         )
     if about.get("corpus") == "synthetic":
         notes.append(
@@ -241,18 +254,26 @@ def plot_heatmap(summary: pd.DataFrame, out_png: str, notes: Sequence[str]) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from genreflow.audio_embeddings import AUDIO_FEATURE
     from genreflow.features import FEATURES
 
     grid = summary.pivot(index="backbone", columns="feature", values="test_macro_f1")
-    grid = grid[[feature for feature in FEATURES if feature in grid.columns]]
+    grid = grid[[feature for feature in (*FEATURES, AUDIO_FEATURE) if feature in grid.columns]]
     fig, ax = plt.subplots(figsize=(1.4 * grid.shape[1] + 2.5, 0.7 * grid.shape[0] + 2.2))
-    image = ax.imshow(grid.to_numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    # Audio backbones have no image types and image backbones no audio: blank, not 0.
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
+    image = ax.imshow(np.ma.masked_invalid(grid.to_numpy(dtype=float)), cmap=cmap,
+                      vmin=0.0, vmax=1.0)
     ax.set_xticks(range(grid.shape[1]), grid.columns)
     ax.set_yticks(range(grid.shape[0]), grid.index)
-    for (i, j), value in np.ndenumerate(grid.to_numpy()):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center",
-                color="white" if value < 0.6 else "black", fontsize=10)
-    ax.set_xlabel("image type")
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center",
+                    color="white" if value < 0.6 else "black", fontsize=10)
+        else:
+            ax.text(j, i, "n/a", ha="center", va="center", color="#999999", fontsize=8)
+    ax.set_xlabel("image type (audio: musicnn embeds the audio itself)"
+                  if AUDIO_FEATURE in grid.columns else "image type")
     ax.set_ylabel("backbone")
     title = "Screening: test macro-F1 (frozen backbone, head only)"
     if notes:

@@ -210,6 +210,20 @@ class RoundPlan:
         return self.scientific + self.nuisance
 
 
+def frozen_backbone_plan(plan: RoundPlan) -> RoundPlan:
+    """The round as it applies to an audio backbone (musicnn): its graph runs in another
+    process, so only the head is trained and `trainable_layers` is fixed to 0 whatever the
+    round searches; the other dimensions are searched as declared."""
+    from dataclasses import replace
+
+    return replace(
+        plan,
+        scientific=tuple(d for d in plan.scientific if d.name != "trainable_layers"),
+        nuisance=tuple(d for d in plan.nuisance if d.name != "trainable_layers"),
+        fixed={**plan.fixed, "trainable_layers": 0},
+    )
+
+
 def fit_layers(name: str, value: Any, n_layers: int) -> list:
     """A per-layer hyperparameter as a list of n_layers values.
 
@@ -474,20 +488,21 @@ def head_statistics(embeddings_npz: str | os.PathLike, manifests: Mapping[str, s
 
 def load_tuning_data(
     backbone: str,
-    index_csv: str,
+    index_csv: str | None,
     manifests: Mapping[str, str],
     genres: Sequence[str],
     image_size: int,
     embeddings_npz: str | None = None,
     weights_path: str | None = None,
 ) -> TuningData:
+    """What a worker's trials need; an audio backbone (no images) has embeddings only."""
     data = TuningData(
         kind=kind_of(backbone),
         backbone=backbone,
         genres=list(genres),
         image_size=int(image_size),
         weights_path=weights_path,
-        examples=split_examples(index_csv, manifests, genres),
+        examples=split_examples(index_csv, manifests, genres) if index_csv else {},
     )
     if data.kind == "transfer":
         from genreflow.models import feature_statistics, load_embeddings
@@ -648,7 +663,11 @@ def _out_of_memory_errors() -> tuple:
 
 
 def _trainable_layer_count(backbone: str, value) -> int:
+    from genreflow.audio_embeddings import is_audio_backbone
     from genreflow.models import backbone_spec
+
+    if is_audio_backbone(backbone):
+        return 0  # frozen_backbone_plan fixed it
 
     return backbone_spec(backbone).last_block_layers if value == "last_block" else int(value)
 
@@ -849,7 +868,7 @@ def run_worker(
     inherited: Mapping,
     pruner: Mapping,
     settings: Mapping,
-    index_csv: str,
+    index_csv: str | None,
     manifests: Mapping[str, str],
     embeddings_npz: str | None,
     weights_path: str | None,
@@ -863,6 +882,11 @@ def run_worker(
     kind = kind_of(backbone)
     plan = RoundPlan.from_config(round_block, kind)
     _check_inherited(plan, inherited, previous_best)
+    from genreflow.audio_embeddings import is_audio_backbone
+
+    if is_audio_backbone(backbone):
+        plan = frozen_backbone_plan(plan)
+        log(f"{backbone} embeds audio in its own process: head only, trainable_layers 0")
     pruner = dict(plan.pruner or pruner)
     definition = {
         "backbone": backbone,
@@ -874,7 +898,7 @@ def run_worker(
         "pruner": pruner,
         "settings": dict(settings),
     }
-    data_files = [index_csv, *(manifests[split] for split in SPLITS)]
+    data_files = [path for path in (index_csv, *(manifests[split] for split in SPLITS)) if path]
     fingerprint = study_fingerprint(
         definition, data_files, [embeddings_npz] if embeddings_npz else []
     )

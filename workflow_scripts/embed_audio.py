@@ -1,0 +1,29 @@
+import os
+
+# musicnn is TF1 graph code on the legacy tf-keras: this must be set before TensorFlow is
+# imported, which is why audio backbones get a process (and an environment) of their own.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import pandas as pd
+
+from genreflow.audio import AudioSettings
+from genreflow.audio_embeddings import embed_shard
+from genreflow.jobs import logged_job
+from genreflow.screening import limit_threads
+
+with logged_job(snakemake) as log:
+    limit_threads(snakemake.threads)
+    checked = pd.read_csv(snakemake.input.clips, keep_default_na=False)
+    embed_shard(
+        backbone=snakemake.wildcards.backbone,
+        # <checkpoints>/<MSD_musicnn|MTT_musicnn>/.index: the folder above the model's
+        checkpoints=os.path.dirname(os.path.dirname(snakemake.input.checkpoint_index)),
+        layer=snakemake.params.layer,
+        accepted_clips=checked[checked.status == "accepted"],
+        audio=AudioSettings.from_config(snakemake.params.audio),
+        segment_seconds=snakemake.params.segment_seconds,
+        genres=snakemake.params.genres,
+        out_npz=snakemake.output[0],
+        batch_size=snakemake.params.batch_size,
+        log=log,
+    )
