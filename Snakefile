@@ -16,6 +16,7 @@ include: "rules/splits.smk"
 include: "rules/screening.smk"
 include: "rules/tuning.smk"
 include: "rules/evaluation.smk"
+include: "rules/segments.smk"
 
 
 rule all:
@@ -25,3 +26,4 @@ rule all:
         "results/screening/selection.json",
         final_best_trials,
         rules.final.input,
+        rules.segments.input,

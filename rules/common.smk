@@ -450,3 +450,70 @@ def final_notes(wildcards):
 
 def final_training():
     return sorted_block({key: EVALUATION[key] for key in ("epochs", "patience")})
+
+
+# ---------------------------------------------------------------- segments
+from genreflow.segments import length_label, length_seconds
+
+COMPARE_LENGTHS = [
+    length_label(seconds) for seconds in config["segments"]["compare"] or []
+]
+# The lengths the main stages already use: their screening results are reused as is.
+MAIN_LENGTH = length_label(config["segments"]["seconds"])
+
+
+wildcard_constraints:
+    length=r"whole|\d+(\.\d+)?s",
+
+
+def segment_seconds(wildcards):
+    return length_seconds(wildcards.length)
+
+
+def segment_shard_indexes(wildcards):
+    return expand(
+        "results/segments/{length}/features/{feature}/shards/{shard}.csv",
+        length=wildcards.length,
+        feature=wildcards.feature,
+        shard=sorted(SHARDS),
+    )
+
+
+def segment_audio_shards(wildcards):
+    return expand(
+        "results/segments/{length}/embeddings/{backbone}/audio/shards/{shard}.npz",
+        length=wildcards.length,
+        backbone=wildcards.backbone,
+        shard=sorted(SHARDS),
+    )
+
+
+def compared_models():
+    """(backbone, feature) of every model the comparison trains: the screening selection."""
+    return [
+        (s["backbone"], s["feature"])
+        for s in read_json(screening_selection())["selected"]
+    ]
+
+
+def segment_rows(wildcards):
+    return [
+        {"length": length, "backbone": backbone, "feature": feature}
+        for length in COMPARE_LENGTHS
+        for backbone, feature in compared_models()
+    ]
+
+
+def segment_metrics(wildcards):
+    return [
+        (
+            f"results/screening/{row['backbone']}/{row['feature']}/metrics.json"
+            if row["length"] == MAIN_LENGTH
+            else f"results/segments/{row['length']}/screening/{row['backbone']}/{row['feature']}/metrics.json"
+        )
+        for row in segment_rows(wildcards)
+    ]
+
+
+def segment_targets():
+    return ["results/segments/summary.csv"] if COMPARE_LENGTHS else []

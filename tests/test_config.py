@@ -47,10 +47,17 @@ def test_config_yaml_matches_schema_defaults_where_it_does_not_mean_to_differ():
         ("splits.fractions", {"train": 0.8, "valid": 0.15, "test": 0.15}, r"splits\.fractions: .* adds up to 1\.1"),
         ("audio.on_bad_file", "ignore", r"audio\.on_bad_file: 'ignore' is not one of"),
         ("features.mfcc.n_mfcc", 200, r"features\.mfcc\.n_mfcc: 200 exceeds features\.mfcc\.n_mels"),
+        ("segments.compare", [None, 3, 20], r"segments\.compare\.2: 20 exceeds audio\.seconds"),
+        ("segments.compare", [None, 0.05], r"features\.mel\.n_fft: 2048 samples is longer than a clip or segment \(0\.05 s\)"),
+        ("backbones.musicnn.layer", "taggram", r"backbones\.musicnn\.layer: 'taggram' is not one of"),
+        ("tuning.combinations", [{"backbone": "musicnn_msd", "feature": "mel"}],
+         r"tuning\.combinations\.0: musicnn backbones embed the audio .*'musicnn_msd' \+ 'mel'"),
     ],
 )
 def test_bad_config_names_the_key(path, value, message):
     config = with_change(path, value)
+    if path == "tuning.combinations":
+        config["backbones"]["names"] = ["vgg16", "musicnn_msd"]
     if path == "dataset.root":
         config["dataset"]["kind"] = "gtzan"
         message = r"dataset\.root: folder '/no/such/folder' does not exist"
@@ -72,3 +79,14 @@ def test_preset_is_merged_over_config_and_command_line_wins(tmp_path):
     assert config["features"]["image_size"] == 224  # preset over config.yaml
     assert config["features"]["shard_size"] == 7  # command line over preset
     assert config["dataset"]["kind"] == "gtzan" and config["dataset"]["root"] == str(tmp_path)
+
+
+def test_musicnn_checkpoints_folder_must_hold_the_models(tmp_path):
+    config = with_change("backbones.names", ["vgg16", "musicnn_mtt"])
+    config["backbones"]["musicnn"] = {"checkpoints": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"backbones\.musicnn\.checkpoints: musicnn_mtt needs "
+                       r".*MTT_musicnn/\.index, which does not exist"):
+        validate_config(config)
+    validated = validate_config(with_change("backbones.names", ["musicnn_msd"]))
+    assert validated["backbones"]["musicnn"] == {"layer": "max_pool", "checkpoints": None,
+                                                 "batch_size": 64}

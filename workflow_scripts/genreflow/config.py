@@ -149,7 +149,8 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         if block.get("fmax") is not None and block["fmin"] >= block["fmax"]:
             problems.append(f"config key features.{name}.fmin: must be below fmax")
         frame_seconds = block["n_fft"] / audio["sample_rate"]
-        shortest = segment if segment is not None else audio["seconds"]
+        lengths = [segment, *(config["segments"]["compare"] or [])]
+        shortest = min(length if length is not None else audio["seconds"] for length in lengths)
         if frame_seconds > shortest:
             problems.append(
                 f"config key features.{name}.n_fft: {block['n_fft']} samples is longer than "

@@ -1,0 +1,14 @@
+from genreflow.jobs import logged_job
+from genreflow.segments import summarize_segments
+
+with logged_job(snakemake) as log:
+    summarize_segments(
+        rows=snakemake.params.rows,
+        metrics_jsons=list(snakemake.input),
+        genres=snakemake.params.genres,
+        notes=snakemake.params.notes,
+        out_summary=snakemake.output.summary,
+        out_table=snakemake.output.table,
+        out_figure=snakemake.output.figure,
+        log=log,
+    )
