@@ -95,12 +95,15 @@ TINY_CONFIG = {
     "dataset": {"kind": "gtzan", "root": "corpus"},
     "audio": {"seconds": 6.0, "min_seconds": 3.0},
     "features": {"image_size": 32, "shard_size": 8},
-    "backbones": {"names": ["vgg16", "efficientnetb0"], "weights": "none"},
+    "backbones": {"names": ["vgg16", "efficientnetb0", "musicnn_msd"], "weights": "none"},
+    # whole clips vs 3 s segments for every selected model (musicnn's audio included)
+    "segments": {"compare": [None, 3]},
     "screening": {"features": ["mel", "mfcc"], "epochs": 3, "patience": 2},
     # one cheap round per chain (head on cached embeddings) and a two-trial baseline CNN, so
     # that the full run covers tuning, final models and the report in a few minutes
     "tuning": {
-        "combinations": [{"backbone": "vgg16", "feature": "mel"}],
+        "combinations": [{"backbone": "vgg16", "feature": "mel"},
+                         {"backbone": "musicnn_msd", "feature": "audio"}],
         "pruner": {"kind": "none"},
         "defaults": {"epochs": 2, "batch_size": 8, "units": 16},
         "rounds": [

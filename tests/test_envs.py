@@ -34,3 +34,14 @@ def test_every_rule_names_an_existing_env():
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', smk.read_text()):
             assert (smk.parent / env).resolve().is_file(), f"{smk.name}: {env}"
+
+
+def test_post_deploy_installs_pin_the_lock_versions():
+    """musicnn and tf-keras come from envs/musicnn.post-deploy.sh (with --no-deps)."""
+    pins = lock_versions()
+    script = (REPO / "envs" / "musicnn.post-deploy.sh").read_text()
+    assert "--no-deps" in script
+    found = dict(re.findall(r"([A-Za-z0-9_\-]+)==(\S+)", script))
+    assert {name.lower().replace("_", "-") for name in found} == {"musicnn", "tf-keras"}
+    for name, version in found.items():
+        assert pins[name.lower().replace("_", "-")] == version, name

@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 from conftest import snakemake
 
 pytestmark = pytest.mark.workflow
-MODELS = [("vgg16", "mel", 0), ("baseline_cnn", "mel", 0)]
+MODELS = [("vgg16", "mel", 0), ("musicnn_msd", "audio", 0), ("baseline_cnn", "mel", 0)]
 
 
 def test_every_final_model_has_its_files(tiny_gtzan_run):
@@ -48,6 +48,7 @@ def test_summary_f1_equals_sklearn_on_the_predictions(tiny_gtzan_run):
         assert row["test_macro_f1_mean"] == pytest.approx(sum(scores) / 2)
     table = (workdir / "results/final/table5.md").read_text()
     assert "vgg16" in table.lower() and "baseline" in table.lower() and "NOT PRETRAINED" in table
+    assert "musicnn (MSD) + audio" in table
 
 
 def test_report_zip_holds_every_figure(tiny_gtzan_run):
@@ -56,5 +57,22 @@ def test_report_zip_holds_every_figure(tiny_gtzan_run):
     with zipfile.ZipFile(workdir / "report.zip") as archive:
         names = archive.namelist()
     for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
-                     "loss.png", "optimization_history.png", "table5.md"):
+                     "loss.png", "optimization_history.png", "table5.md", "comparison.png",
+                     "comparison.md"):
         assert any(name.endswith(expected) for name in names), expected
+
+
+def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    workdir, _, _ = tiny_gtzan_run
+    model = keras.models.load_model(
+        workdir / "results/final/musicnn_msd/audio/round_0/seed_0/model.keras")
+    assert model.input_shape == (None, 753)
+    metrics = json.loads((workdir / "results/final/musicnn_msd/audio/round_0/metrics.json").read_text())
+    assert metrics["pretrained"] is True and metrics["weights"] == "musicnn 0.1.0 MSD_musicnn"
+    best = json.loads((workdir / "results/tuning/musicnn_msd/audio/round_0/best_trial.json").read_text())
+    assert best["params"]["trainable_layers"] == 0

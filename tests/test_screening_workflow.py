@@ -44,7 +44,8 @@ def test_screening_summary_selection_and_heatmap(tiny_gtzan_run):
     workdir, _, _ = tiny_gtzan_run
     summary = pd.read_csv(workdir / "results/screening/summary.csv")
     assert sorted(zip(summary["backbone"], summary["feature"])) == [
-        ("efficientnetb0", "mel"), ("efficientnetb0", "mfcc"), ("vgg16", "mel"), ("vgg16", "mfcc"),
+        ("efficientnetb0", "mel"), ("efficientnetb0", "mfcc"), ("musicnn_msd", "audio"),
+        ("vgg16", "mel"), ("vgg16", "mfcc"),
     ]
     selection = json.loads((workdir / "results/screening/selection.json").read_text())
     best = summary.sort_values(["valid_macro_f1", "feature"], ascending=[False, True]).drop_duplicates("backbone")
@@ -64,6 +65,8 @@ def imagenet_config():
     config = copy.deepcopy(TINY_CONFIG)
     config["backbones"] = {"names": ["vgg16"], "weights": "imagenet"}
     config["screening"] = {"features": ["mel"], "epochs": 2, "patience": 1}
+    config["tuning"]["combinations"] = [{"backbone": "vgg16", "feature": "mel"}]
+    config["segments"] = {"compare": None}
     return config
 
 

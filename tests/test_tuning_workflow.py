@@ -98,6 +98,7 @@ def base_config(tuning):
     config["features"]["shard_size"] = 100  # one shard: fewer jobs to start
     config["backbones"]["names"] = ["vgg16"]
     config["screening"]["features"] = ["mel"]
+    config["segments"] = {"compare": None}
     config["tuning"] = copy.deepcopy(tuning)
     return config
 
