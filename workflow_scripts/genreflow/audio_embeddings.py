@@ -18,7 +18,6 @@ A clip's (or segment's) embedding is the mean over its patches of one layer's ou
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from genreflow.io import file_md5
 
 AUDIO_FEATURE = "audio"
 MUSICNN_MODELS = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
@@ -89,21 +90,13 @@ def checkpoint_prefix(backbone: str, root: str | os.PathLike) -> str:
     return str(Path(root) / MUSICNN_MODELS[backbone]) + "/"
 
 
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_checkpoint_files(backbone: str, root: str | os.PathLike) -> None:
     """Refuse a missing or altered checkpoint file, naming it and the fix."""
     model = MUSICNN_MODELS[backbone]
     for suffix, path in checkpoint_files(backbone, root).items():
         if not os.path.exists(path):
             raise CheckpointError(f"{backbone}: checkpoint file {path} is missing")
-        found = _md5(path)
+        found = file_md5(path)
         expected = MUSICNN_MD5[model][suffix]
         if found != expected:
             raise CheckpointError(

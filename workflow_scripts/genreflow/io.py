@@ -6,6 +6,7 @@ writes a temporary sibling and renames it into place (rename is atomic on POSIX)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -56,6 +57,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Key-sorted, indented JSON so that equal content gives equal bytes."""
     write_text_atomic(path, json.dumps(payload, sort_keys=True, indent=2) + "\n")
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """md5 of a file, read in 1 MiB blocks (weights and checkpoints are large)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:

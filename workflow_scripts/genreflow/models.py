@@ -8,7 +8,6 @@ a weights directory, and every model build loads an explicit file from there.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 
 from genreflow.data import image_dataset
-from genreflow.io import Embeddings, load_embeddings, save_embeddings  # noqa: F401 (re-exported)
+from genreflow.io import Embeddings, file_md5, load_embeddings, save_embeddings  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -167,14 +166,6 @@ def resolve_weights(
     return str(path)
 
 
-def _md5(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_weights(backbone: str, dest: str | os.PathLike) -> Path:
     """Download the ImageNet notop weights of `backbone` to file `dest`, hash-checked.
 
@@ -188,7 +179,7 @@ def fetch_weights(backbone: str, dest: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         urllib.request.urlretrieve(spec.weights_url, tmp)
-        actual = _md5(tmp)
+        actual = file_md5(tmp)
         if actual != spec.weights_md5:
             raise OSError(
                 f"{spec.weights_url}: md5 {actual} differs from the published "

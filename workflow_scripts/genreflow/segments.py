@@ -9,13 +9,12 @@ Splits are by track, so every segment of a track is in its track's split.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from genreflow.io import read_json, write_bytes_atomic, write_csv, write_text_atomic
+from genreflow.io import read_json, write_csv, write_text_atomic
 
 WHOLE = "whole"
 
@@ -101,55 +100,43 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str]) -> str:
 
 def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> None:
     """One panel per model: test macro-F1 per track and per segment at each length."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from genreflow.plots import caveat_lines
+    from genreflow.plots import _new_figure, _save, house_style
 
     lengths = _order(table)
     models = sorted(table.groupby(["backbone", "feature"]).groups)
     columns = min(3, len(models))
     panel_rows = -(-len(models) // columns)
-    fig, axes = plt.subplots(panel_rows, columns, figsize=(4.2 * columns, 3.4 * panel_rows + 0.8),
-                             squeeze=False, sharey=True)
     x = np.arange(len(lengths))
-    for ax, (backbone, feature) in zip(axes.flat, models):
-        group = table[(table.backbone == backbone) & (table.feature == feature)].set_index("length")
-        track = [group["test_macro_f1"].get(length, np.nan) for length in lengths]
-        segment = [
-            np.nan if length == WHOLE else group["test_segment_macro_f1"].get(length, np.nan)
-            for length in lengths
-        ]
-        ax.bar(x - 0.2, track, 0.4, label="per track (segments averaged)", color="#1f77b4")
-        ax.bar(x + 0.2, segment, 0.4, label="per single segment", color="#9ecae1")
-        for xi, value in zip(x, track):
-            if np.isfinite(value):
-                ax.text(xi - 0.2, value + 0.01, f"{value:.2f}", ha="center", fontsize=8)
-        ax.axhline(table["chance"].iloc[0], color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(x, ["whole clip" if length == WHOLE else length for length in lengths])
-        ax.set_title(f"{backbone} + {feature}", fontsize=10)
-        ax.set_ylim(0, 1.05)
-        ax.set_xlabel("segment length")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test macro-F1")
-    for ax in list(axes.flat)[len(models):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], color="grey", linestyle="--"))
-    labels.append("chance")
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    title = "Whole clips vs segments: same model, split and seed"
-    lines = caveat_lines(notes)
-    if lines:
-        title += "\n" + "\n".join(lines)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    write_bytes_atomic(out_png, buffer.getvalue())
+    with house_style():
+        fig = _new_figure((4.2 * columns, 3.4 * panel_rows + 1.4))
+        axes = fig.subplots(panel_rows, columns, squeeze=False, sharey=True)
+        for ax, (backbone, feature) in zip(axes.flat, models):
+            group = table[(table.backbone == backbone)
+                          & (table.feature == feature)].set_index("length")
+            track = [group["test_macro_f1"].get(length, np.nan) for length in lengths]
+            segment = [
+                np.nan if length == WHOLE else group["test_segment_macro_f1"].get(length, np.nan)
+                for length in lengths
+            ]
+            ax.bar(x - 0.2, track, 0.4, label="per track (segments averaged)", color="#1f77b4")
+            ax.bar(x + 0.2, segment, 0.4, label="per single segment", color="#9ecae1")
+            for xi, value in zip(x, track):
+                if np.isfinite(value):
+                    ax.text(xi - 0.2, value + 0.01, f"{value:.2f}", ha="center", fontsize=8)
+            ax.axhline(table["chance"].iloc[0], color="grey", linestyle="--", linewidth=1,
+                       label="chance")
+            ax.set_xticks(x, ["whole clip" if length == WHOLE else length for length in lengths])
+            ax.set_title(f"{backbone} + {feature}", fontsize=10)
+            ax.set_ylim(0, 1.05)
+            ax.set_xlabel("segment length")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("test macro-F1")
+        for ax in list(axes.flat)[len(models):]:
+            ax.axis("off")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8,
+                   frameon=False)
+        _save(fig, out_png, notes)
 
 
 def summarize_segments(
