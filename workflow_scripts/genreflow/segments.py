@@ -62,7 +62,14 @@ def comparison_table(
                 "epochs_run": metrics["epochs_run"],
             }
         )
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+
+
+SUMMARY_COLUMNS = [
+    "length", "seconds", "backbone", "feature", "test_tracks", "test_segments",
+    "test_macro_f1", "test_accuracy", "test_segment_macro_f1", "test_segment_accuracy",
+    "valid_macro_f1", "valid_accuracy", "chance", "epochs_run",
+]
 
 
 def _order(table: pd.DataFrame) -> list[str]:
@@ -149,9 +156,20 @@ def summarize_segments(
     out_figure: str,
     log=print,
 ) -> None:
-    table = comparison_table(rows, metrics_jsons, genres)
     for note in notes:
         log("WARNING: " + note)
+    if not rows:
+        # screening.min_f1 / top_k can leave no model to compare: say so, do not fail
+        from genreflow.plots import placeholder_figure
+
+        message = ("screening selected no model (see screening.min_f1 and screening.top_k), "
+                   "so no segment length was compared")
+        log(message)
+        write_csv(out_summary, pd.DataFrame(columns=SUMMARY_COLUMNS))
+        write_text_atomic(out_table, "".join(f"> **{n}**\n\n" for n in notes) + message + "\n")
+        placeholder_figure(message, out_figure, "Whole clips vs segments", notes)
+        return
+    table = comparison_table(rows, metrics_jsons, genres)
     write_csv(out_summary, table)
     write_text_atomic(out_table, comparison_markdown(table, notes))
     plot_comparison(table, out_figure, notes)
