@@ -83,6 +83,14 @@ def audio_settings():
     )
 
 
+def musicnn_audio_settings():
+    """audio settings of the musicnn jobs: without the sample rate, which musicnn fixes at
+    16 kHz (resampling from the source file), so changing it does not rerun them."""
+    return sorted_block(
+        {key: value for key, value in audio_settings().items() if key != "sample_rate"}
+    )
+
+
 def shard_checks():
     return expand("results/corpus/checked/{shard}.csv", shard=sorted(SHARDS))
 

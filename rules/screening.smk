@@ -77,7 +77,7 @@ rule embed_audio:
     params:
         layer=MUSICNN["layer"],
         batch_size=MUSICNN["batch_size"],
-        audio=audio_settings(),
+        audio=musicnn_audio_settings(),
         segment_seconds=config["segments"]["seconds"],
         genres=GENRES,
     script:

@@ -62,7 +62,7 @@ use rule embed_audio as segment_embed_audio with:
     params:
         layer=MUSICNN["layer"],
         batch_size=MUSICNN["batch_size"],
-        audio=audio_settings(),
+        audio=musicnn_audio_settings(),
         segment_seconds=segment_seconds,
         genres=GENRES,
 

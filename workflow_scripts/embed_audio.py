@@ -7,7 +7,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import pandas as pd
 
 from genreflow.audio import AudioSettings
-from genreflow.audio_embeddings import embed_shard
+from genreflow.audio_embeddings import SAMPLE_RATE, embed_shard
 from genreflow.jobs import logged_job
 from genreflow.screening import limit_threads
 
@@ -20,7 +20,8 @@ with logged_job(snakemake) as log:
         checkpoints=os.path.dirname(os.path.dirname(snakemake.input.checkpoint_index)),
         layer=snakemake.params.layer,
         accepted_clips=checked[checked.status == "accepted"],
-        audio=AudioSettings.from_config(snakemake.params.audio),
+        # musicnn's own rate: the clips are resampled from their files to 16 kHz
+        audio=AudioSettings.from_config({**snakemake.params.audio, "sample_rate": SAMPLE_RATE}),
         segment_seconds=snakemake.params.segment_seconds,
         genres=snakemake.params.genres,
         out_npz=snakemake.output[0],
