@@ -96,7 +96,7 @@ rule summarize_segments:
     output:
         summary=report(
             "results/segments/summary.csv",
-            caption="../workflow_scripts/genreflow/report/segments_table.rst",
+            caption="../workflow_scripts/genreflow/report/segments_summary.rst",
             category="Segments",
             labels={"result": "whole clips vs segments (CSV)"},
         ),
@@ -119,6 +119,7 @@ rule summarize_segments:
     params:
         rows=segment_rows,
         genres=GENRES,
+        about=run_about(),
         notes=caveats(run_about()),
     script:
         "../workflow_scripts/summarize_segments.py"
