@@ -263,7 +263,7 @@ def plot_heatmap(summary: pd.DataFrame, out_png: str, notes: Sequence[str]) -> N
     # Audio backbones have no image types and image backbones no audio: blank, not 0.
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
     image = ax.imshow(np.ma.masked_invalid(grid.to_numpy(dtype=float)), cmap=cmap,
-                      vmin=0.0, vmax=1.0)
+                      vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(grid.shape[1]), grid.columns)
     ax.set_yticks(range(grid.shape[0]), grid.index)
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
