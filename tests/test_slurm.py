@@ -68,6 +68,9 @@ def declared_rules(snakefiles):
             and re.search(r"^\s*(?:gpu|gpus|nvidia_gpu)\s*=\s*(?!0\b)|^\s*gres\s*=.*gpu", resources.group(2), re.M)
         )
         rules[name] = DeclaredRule(local=name in local or not action, gpu=gpu)
+    # `use rule A as B with:` keeps A's action and resources (rules/segments.smk)
+    for parent, name in re.findall(r"^use rule (\w+) as (\w+)", text, re.M):
+        rules[name] = DeclaredRule(local=name in local, gpu=rules[parent].gpu)
     return rules
 
 
@@ -76,7 +79,7 @@ def workflow_rules():
 
 
 def rule_of(rules, name):
-    """A rule the static reading missed (e.g. from `use rule`) is, like Snakemake's default, remote."""
+    """A rule the static reading missed is, like Snakemake's default, remote."""
     return rules.get(name, DeclaredRule(local=False, gpu=False))
 
 
