@@ -173,3 +173,20 @@ def test_join_embeddings_keeps_shard_order(tmp_path):
     joined = load_embeddings(tmp_path / "all.npz")
     assert list(joined.clip) == ["x", "y", "z"] and joined.embeddings.shape == (3, 3)
     assert list(joined.label) == [1, 2, 0]
+
+
+@pytest.mark.parametrize("layer", sorted(ae.MUSICNN_LAYERS))
+def test_both_taggers_restore_verified_and_give_each_layer_its_width(layer):
+    result = run_legacy(f"""
+        import numpy as np
+        from genreflow import audio_embeddings as ae
+        for backbone in sorted(ae.MUSICNN_MODELS):
+            embedder = ae.MusicnnEmbedder(backbone, ae.checkpoint_root(None), {layer!r})
+            out = embedder(np.random.default_rng(0).random((3, ae.PATCH_FRAMES, ae.N_MELS),
+                                                           dtype=np.float32))
+            print(backbone, out.shape, bool(np.isfinite(out).all()))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    width = ae.MUSICNN_LAYERS[layer]
+    assert result.stdout.split("\n")[:2] == [
+        f"musicnn_msd (3, {width}) True", f"musicnn_mtt (3, {width}) True"]
