@@ -50,6 +50,8 @@ rule embed_images:
         weights=config["backbones"]["weights"],
         genres=GENRES,
         batch_size=config["screening"]["embedding_batch_size"],
+        # seeds a randomly initialised backbone: the same network in every run and length
+        seed=config["screening"]["seed"],
     script:
         "../workflow_scripts/embed_images.py"
 

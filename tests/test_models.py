@@ -503,3 +503,14 @@ def test_config_min_sizes_match_the_registry():
     from genreflow.config import BACKBONE_MIN_SIZES
 
     assert BACKBONE_MIN_SIZES == {name: spec.min_size for name, spec in BACKBONES.items()}
+
+
+def test_random_init_embeddings_are_the_same_network_for_the_same_seed(images):
+    """backbones.weights none: each embed job must draw the same backbone for its seed, or
+    runs (and the segment lengths of one run) would compare different random networks."""
+    paths, _ = images
+    first = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=0)
+    again = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=0)
+    other = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)

@@ -11,5 +11,6 @@ with logged_job(snakemake) as log:
         genres=snakemake.params.genres,
         out_npz=snakemake.output[0],
         batch_size=snakemake.params.batch_size,
+        seed=snakemake.params.seed,
         log=log,
     )

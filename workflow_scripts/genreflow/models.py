@@ -527,8 +527,15 @@ def compute_embeddings(
     weights_path: str | os.PathLike | None,
     paths: Sequence[str | os.PathLike],
     batch_size: int = 32,
+    seed: int = 0,
 ) -> np.ndarray:
-    """Pooled backbone features of the images at `paths`, shape (N, D), float32."""
+    """Pooled backbone features of the images at `paths`, shape (N, D), float32.
+
+    Seeded, so that a randomly initialised backbone (`backbones.weights: none`) is the same
+    network in every run and for every segment length it embeds: otherwise each job would
+    draw another backbone and a comparison across jobs would compare networks.
+    """
+    seed_everything(seed)
     backbone = build_backbone(backbone_name, image_size, weights_path)
     dataset = image_dataset(
         paths,

@@ -39,6 +39,7 @@ def embed_index(
     genres: Sequence[str],
     out_npz: str,
     batch_size: int = 32,
+    seed: int = 0,
     log=print,
 ) -> None:
     """Pooled backbone features of every image of a feature index, cached as .npz."""
@@ -54,7 +55,8 @@ def embed_index(
         f"({'random init' if weights_path is None else weights_path})"
     )
     embeddings = compute_embeddings(
-        backbone, image_size, weights_path, list(index["image"]), batch_size=batch_size
+        backbone, image_size, weights_path, list(index["image"]), batch_size=batch_size,
+        seed=seed,
     )
     save_embeddings(out_npz, embeddings, index["clip"], index["segment"], labels.astype(int))
     log(f"wrote {embeddings.shape} embeddings to {out_npz}")
