@@ -91,6 +91,16 @@ def musicnn_audio_settings():
     )
 
 
+def every_shard(pattern):
+    """Input function: `pattern` expanded over every shard, with the job's own wildcards
+    (the join rules of per-shard jobs: images indexes, audio embeddings)."""
+
+    def files(wildcards):
+        return expand(pattern, shard=sorted(SHARDS), **dict(wildcards.items()))
+
+    return files
+
+
 def shard_checks():
     return expand("results/corpus/checked/{shard}.csv", shard=sorted(SHARDS))
 
@@ -98,14 +108,6 @@ def shard_checks():
 # ---------------------------------------------------------------- features
 def feature_block(wildcards):
     return sorted_block(config["features"][wildcards.feature])
-
-
-def feature_shard_indexes(wildcards):
-    return expand(
-        "results/features/{feature}/shards/{shard}.csv",
-        feature=wildcards.feature,
-        shard=sorted(SHARDS),
-    )
 
 
 def feature_indexes():
@@ -164,14 +166,6 @@ def musicnn_checkpoint(wildcards):
         "checkpoint_index": files[".index"],
         "checkpoint_data": files[".data-00000-of-00001"],
     }
-
-
-def audio_shard_embeddings(wildcards):
-    return expand(
-        "results/embeddings/{backbone}/audio/shards/{shard}.npz",
-        backbone=wildcards.backbone,
-        shard=sorted(SHARDS),
-    )
 
 
 def backbone_weights(wildcards):
@@ -476,24 +470,6 @@ wildcard_constraints:
 
 def segment_seconds(wildcards):
     return length_seconds(wildcards.length)
-
-
-def segment_shard_indexes(wildcards):
-    return expand(
-        "results/segments/{length}/features/{feature}/shards/{shard}.csv",
-        length=wildcards.length,
-        feature=wildcards.feature,
-        shard=sorted(SHARDS),
-    )
-
-
-def segment_audio_shards(wildcards):
-    return expand(
-        "results/segments/{length}/embeddings/{backbone}/audio/shards/{shard}.npz",
-        length=wildcards.length,
-        backbone=wildcards.backbone,
-        shard=sorted(SHARDS),
-    )
 
 
 def compared_models():

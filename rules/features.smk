@@ -35,7 +35,7 @@ rule make_images:
 
 rule index_images:
     input:
-        feature_shard_indexes,
+        every_shard("results/features/{feature}/shards/{shard}.csv"),
     output:
         "results/features/{feature}/index.csv",
     log:

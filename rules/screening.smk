@@ -88,7 +88,7 @@ rule embed_audio:
 
 rule join_audio_embeddings:
     input:
-        audio_shard_embeddings,
+        every_shard("results/embeddings/{backbone}/audio/shards/{shard}.npz"),
     output:
         "results/embeddings/{backbone}/audio.npz",
     log:

@@ -33,7 +33,7 @@ use rule make_images as segment_images with:
 
 use rule index_images as segment_index_images with:
     input:
-        segment_shard_indexes,
+        every_shard("results/segments/{length}/features/{feature}/shards/{shard}.csv"),
     output:
         "results/segments/{length}/features/{feature}/index.csv",
     log:
@@ -69,7 +69,9 @@ use rule embed_audio as segment_embed_audio with:
 
 use rule join_audio_embeddings as segment_join_audio_embeddings with:
     input:
-        segment_audio_shards,
+        every_shard(
+            "results/segments/{length}/embeddings/{backbone}/audio/shards/{shard}.npz"
+        ),
     output:
         "results/segments/{length}/embeddings/{backbone}/audio.npz",
     log:
