@@ -135,10 +135,10 @@ def child(args) -> None:
         tuning.gc.collect = lambda *a, **k: 0
     inputs = {key: Path(value) for key, value in json.loads(args.inputs).items()}
     manifests = {split: str(inputs[split]) for split in ("train", "valid", "test")}
-    transfer = tuning.load_tuning_data(
+    transfer = tuning.load_model_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, args.image_size, str(inputs["embeddings"])
     )
-    baseline = tuning.load_tuning_data(
+    baseline = tuning.load_model_data(
         "baseline_cnn", str(inputs["index"]), manifests, GENRES, args.image_size
     )
     space = {

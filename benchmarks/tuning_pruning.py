@@ -68,7 +68,7 @@ def main() -> None:
     if inputs is None:
         inputs, source = synthetic_inputs(workdir), f"synthetic embeddings in {workdir}/synthetic"
     manifests = {split: str(inputs[split]) for split in ("train", "valid", "test")}
-    data = tuning.load_tuning_data(
+    data = tuning.load_model_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, 0, str(inputs["embeddings"])
     )
     from genreflow.models import HEAD_DEFAULTS
@@ -77,7 +77,7 @@ def main() -> None:
     plan = tuning.RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
     print(
         f"{args.trials} trials per variant, up to {args.epochs} epochs, on {source}: "
-        f"{len(data.embedding_labels['train'])} train / {len(data.embedding_labels['valid'])} valid "
+        f"{len(data.embedding_rows['train']['label'])} train / {len(data.embedding_rows['valid']['label'])} valid "
         f"examples; {os.cpu_count()} CPUs; pruner {PRUNER}"
     )
     variants = {"median pruner": PRUNER, "no pruning": {**PRUNER, "kind": "none"}}

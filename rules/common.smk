@@ -5,21 +5,27 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
-from genreflow.audio_embeddings import (
-    AUDIO_FEATURE,
-    checkpoint_files,
-    checkpoint_root,
-    is_audio_backbone,
-)
+from genreflow.audio_embeddings import checkpoint_files, checkpoint_root
 from genreflow.config import ConfigError, sorted_block, validate_config
 from genreflow.corpus import find_clips, shard_clips, synthetic_clips
 from genreflow.features import FEATURES
-from genreflow.screening import backbone_about
-from genreflow.splits import SPLITS
+from genreflow.registry import imagenet_weights_target
+from genreflow.run_info import (
+    AUDIO_FEATURE,
+    FAULT_FILTERED,
+    backbone_about,
+    caveats,
+    final_about,
+    is_audio_backbone,
+)
+from genreflow.run_info import run_about as describe_run
+from genreflow.splits import FAULT_FILTERED_LISTS, SPLITS
 
 try:
+    # A preset is merged over the config files (config.yaml, --configfile), and the
+    # --config values win over both: they, not --configfile, are the overrides.
     _validated = validate_config(
-        config, overrides=workflow.config_settings.overwrite_config
+        config, overrides=dict(workflow.config_settings.config)
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -116,8 +122,20 @@ def feature_indexes():
 
 # ---------------------------------------------------------------- splits
 def split_list_files(wildcards):
+    """The split lists make_splits reads: none (stratified split), the fetched
+    fault-filtered lists, or the user's own."""
     lists = config["splits"]["lists"]
+    if lists == FAULT_FILTERED:
+        return {split: FAULT_FILTERED_LISTS[split].target for split in SPLITS}
     return {split: lists[split] for split in SPLITS} if lists else {}
+
+
+def split_list_checksums():
+    """The published checksums of the fault-filtered lists, checked by make_splits (a
+    list placed by hand is used as it is only if it is the published one)."""
+    if config["splits"]["lists"] != FAULT_FILTERED:
+        return None
+    return {split: FAULT_FILTERED_LISTS[split].sha256 for split in SPLITS}
 
 
 def split_settings():
@@ -174,7 +192,7 @@ def backbone_weights(wildcards):
     if weights == "none" or is_audio_backbone(wildcards.backbone):
         return {}
     if weights == "imagenet":
-        return {"weights": f"resources/weights/{wildcards.backbone}/imagenet_notop.h5"}
+        return {"weights": imagenet_weights_target(wildcards.backbone)}
     return {"weights": weights}
 
 
@@ -191,14 +209,12 @@ def screening_training():
     )
 
 
+RUN_ABOUT = describe_run(config)
+
+
 def run_about():
-    """What every summary must state about the run: pretrained or not, which corpus."""
-    return {
-        "corpus": config["dataset"]["kind"],
-        "weights": config["backbones"]["weights"],
-        # Only image backbones take backbones.weights; musicnn is pretrained either way.
-        "pretrained": config["backbones"]["weights"] != "none" or not IMAGE_BACKBONES,
-    }
+    """What every summary must state about the run (genreflow.run_info.run_about)."""
+    return RUN_ABOUT
 
 
 def screening_about(wildcards):
@@ -211,9 +227,10 @@ def screening_about(wildcards):
     )
 
 
-def screening_metrics():
+def screening_files(name):
+    """`name` (metrics.json, predictions.csv) of every screening job."""
     return [
-        f"results/screening/{backbone}/{feature}/metrics.json"
+        f"results/screening/{backbone}/{feature}/{name}"
         for backbone, feature in screening_pairs()
     ]
 
@@ -302,19 +319,23 @@ def previous_best_trial(wildcards):
 
 def model_data(wildcards):
     """What a model of (backbone, feature) reads besides the splits: the image index, and
-    the embedding cache for a backbone (an audio backbone has embeddings only)."""
-    if is_audio_backbone(wildcards.backbone):
-        return {"embeddings": f"results/embeddings/{wildcards.backbone}/audio.npz"}
-    return {"index": f"results/features/{wildcards.feature}/index.csv"}
+    for a backbone its embedding cache (whose training statistics standardise the head's
+    input, and on which a frozen backbone's head trains); an audio backbone has only the
+    cache, the baseline CNN only the images."""
+    inputs = {}
+    if not is_audio_backbone(wildcards.backbone):
+        inputs["index"] = f"results/features/{wildcards.feature}/index.csv"
+    if wildcards.backbone != BASELINE_CNN:
+        inputs["embeddings"] = (
+            f"results/embeddings/{wildcards.backbone}/{wildcards.feature}.npz"
+        )
+    return inputs
 
 
 def tuning_round_inputs(wildcards):
     inputs = {**split_manifest_files(wildcards), **model_data(wildcards)}
     if wildcards.backbone != BASELINE_CNN:
         inputs.update(backbone_weights(wildcards))
-        inputs["embeddings"] = (
-            f"results/embeddings/{wildcards.backbone}/{wildcards.feature}.npz"
-        )
     n = int(wildcards.round)
     if n > 0:
         # collect_round is a checkpoint: once the previous round is collected this job is
@@ -355,9 +376,18 @@ def tuning_pruner(wildcards):
 
 
 def tuning_settings(wildcards):
-    settings = {"genres": GENRES, "image_size": config["features"]["image_size"]}
+    """What a model of (backbone, feature) is built and trained with besides its
+    hyperparameters; final models get the same, so they are built as their trials were.
+    """
+    settings = {
+        "genres": GENRES,
+        "image_size": config["features"]["image_size"],
+        "patience": TUNING["patience"],
+    }
     if wildcards.backbone != BASELINE_CNN:
         settings["weights"] = config["backbones"]["weights"]
+        # a randomly initialised backbone is the network of the embedding cache
+        settings["backbone_seed"] = config["screening"]["seed"]
     return sorted_block(settings)
 
 
@@ -380,9 +410,6 @@ def tuning_worker_notes(wildcards):
 
 
 # ---------------------------------------------------------------- evaluation
-from genreflow.evaluation import final_about
-from genreflow.screening import caveats
-
 EVALUATION = config["evaluation"]
 
 
@@ -400,11 +427,16 @@ def final_models(wildcards):
     ]
 
 
-def final_metrics(wildcards):
-    return [
-        f"results/final/{backbone}/{feature}/round_{n}/metrics.json"
-        for backbone, feature, n in final_models(wildcards)
-    ]
+def final_files(name):
+    """Input function: `name` (metrics.json, predictions.csv) of every final model."""
+
+    def files(wildcards):
+        return [
+            f"results/final/{backbone}/{feature}/round_{n}/{name}"
+            for backbone, feature, n in final_models(wildcards)
+        ]
+
+    return files
 
 
 def final_figures(wildcards):
@@ -446,12 +478,16 @@ def final_model_about(wildcards):
 
 
 def final_notes(wildcards):
-    """The caveats, in genreflow.screening.caveats' words, for the report captions."""
+    """The caveats, in genreflow.run_info.caveats' words, for the report captions."""
     return caveats(final_model_about(wildcards))
 
 
 def final_training():
     return sorted_block({key: EVALUATION[key] for key in ("epochs", "patience")})
+
+
+def final_settings(wildcards):
+    return tuning_settings(wildcards)
 
 
 # ---------------------------------------------------------------- segments
@@ -488,16 +524,34 @@ def segment_rows(wildcards):
     ]
 
 
-def segment_metrics(wildcards):
-    return [
-        (
-            f"results/screening/{row['backbone']}/{row['feature']}/metrics.json"
-            if row["length"] == MAIN_LENGTH
-            else f"results/segments/{row['length']}/screening/{row['backbone']}/{row['feature']}/metrics.json"
-        )
-        for row in segment_rows(wildcards)
-    ]
+def segment_files(name):
+    """Input function: `name` (metrics.json, predictions.csv) of every comparison row; the
+    length the main run uses is its screening's."""
+
+    def files(wildcards):
+        return [
+            (
+                f"results/screening/{row['backbone']}/{row['feature']}/{name}"
+                if row["length"] == MAIN_LENGTH
+                else f"results/segments/{row['length']}/screening/{row['backbone']}/{row['feature']}/{name}"
+            )
+            for row in segment_rows(wildcards)
+        ]
+
+    return files
 
 
 def segment_targets():
     return ["results/segments/summary.csv"] if COMPARE_LENGTHS else []
+
+
+# ---------------------------------------------------------------- report
+# The report's front page (genreflow/report/workflow.rst) is rendered with the config
+# alone: the caveats (in genreflow.run_info's words) and, once summarize_final has run, the
+# chosen model's test scores (results/final/headline.json) reach it through this key.
+HEADLINE = "results/final/headline.json"
+config["report_front_page"] = {
+    "caveats": caveats(RUN_ABOUT),
+    "weights": RUN_ABOUT["weights"],
+    "headline": read_json(HEADLINE) if os.path.exists(HEADLINE) else None,
+}

@@ -45,8 +45,7 @@ rule train_final:
         mem_mb=8000,
         runtime=240,
     params:
-        image_size=config["features"]["image_size"],
-        genres=GENRES,
+        settings=final_settings,
         about=final_model_about,
         training=final_training(),
     script:
@@ -186,7 +185,8 @@ rule plot_tuning_round:
 
 rule summarize_final:
     input:
-        final_metrics,
+        metrics=final_files("metrics.json"),
+        predictions=final_files("predictions.csv"),
     output:
         summary=report(
             "results/final/summary.csv",
@@ -207,8 +207,10 @@ rule summarize_final:
             caption="../workflow_scripts/genreflow/report/final_scores.rst",
             category="Final models",
             subcategory="Summary",
-            labels={"result": "test macro-F1 per model (figure)"},
+            labels={"result": "validation and test macro-F1 per model (figure)"},
         ),
+        # the chosen model's test scores, for the report's front page
+        headline="results/final/headline.json",
     log:
         "logs/summarize_final/summarize_final.log",
     conda:
@@ -217,5 +219,7 @@ rule summarize_final:
         about=run_about(),
         notes=caveats(run_about()),
         seeds=EVALUATION["seeds"],
+        genres=GENRES,
+        bootstrap=sorted_block(config["bootstrap"]),
     script:
         "../workflow_scripts/summarize_final.py"

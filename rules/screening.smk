@@ -130,7 +130,8 @@ rule train_screening:
 
 checkpoint summarize_screening:
     input:
-        screening_metrics(),
+        metrics=screening_files("metrics.json"),
+        predictions=screening_files("predictions.csv"),
     output:
         summary="results/screening/summary.csv",
         tables=report(
@@ -153,6 +154,8 @@ checkpoint summarize_screening:
     params:
         about=run_about(),
         notes=caveats(run_about()),
+        genres=GENRES,
+        bootstrap=sorted_block(config["bootstrap"]),
         min_f1=config["screening"]["min_f1"],
         top_k=config["screening"]["top_k"],
     script:

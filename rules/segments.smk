@@ -94,7 +94,8 @@ use rule train_screening as segment_train_screening with:
 
 rule summarize_segments:
     input:
-        segment_metrics,
+        metrics=segment_files("metrics.json"),
+        predictions=segment_files("predictions.csv"),
     output:
         summary=report(
             "results/segments/summary.csv",
@@ -121,6 +122,7 @@ rule summarize_segments:
     params:
         rows=segment_rows,
         genres=GENRES,
+        bootstrap=sorted_block(config["bootstrap"]),
         about=run_about(),
         notes=caveats(run_about()),
     script:

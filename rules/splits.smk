@@ -2,7 +2,21 @@
 
 
 localrules:
+    fetch_split_lists,
     make_splits,
+
+
+# splits.lists: fault_filtered. Local, like fetch_weights: it needs internet, which compute
+# nodes may lack; lists already there with the published checksum are kept as they are.
+rule fetch_split_lists:
+    output:
+        [FAULT_FILTERED_LISTS[split].target for split in SPLITS],
+    log:
+        "logs/fetch_split_lists/fetch_split_lists.log",
+    conda:
+        "../envs/audio.yaml"
+    script:
+        "../workflow_scripts/fetch_split_lists.py"
 
 
 rule make_splits:
@@ -21,5 +35,6 @@ rule make_splits:
         "../envs/audio.yaml"
     params:
         settings=split_settings(),
+        list_checksums=split_list_checksums(),
     script:
         "../workflow_scripts/make_splits.py"

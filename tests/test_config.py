@@ -66,7 +66,7 @@ def test_bad_config_names_the_key(path, value, message):
 
 
 def test_unknown_preset_lists_known_ones():
-    with pytest.raises(ConfigError, match=r"preset: unknown preset 'nope'; known: \['gtzan'"):
+    with pytest.raises(ConfigError, match=r"preset: unknown preset .nope.; known: \[.gtzan., .gtzan_filtered.\]"):
         validate_config({"preset": "nope"})
 
 
@@ -90,3 +90,57 @@ def test_musicnn_checkpoints_folder_must_hold_the_models(tmp_path):
     validated = validate_config(with_change("backbones.names", ["musicnn_msd"]))
     assert validated["backbones"]["musicnn"] == {"layer": "max_pool", "checkpoints": None,
                                                  "batch_size": 64}
+
+
+def _readme_preset_table():
+    """{preset: {key: value}} from the README's table of what each preset sets."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("<!-- preset table -->")[1].split("<!-- end of preset table -->")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    header = [cell.strip(" `") for cell in section.splitlines()[2].strip("|").split("|")]
+    presets = {name: {} for name in header[1:]}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        key = cells[0].strip("`")
+        for name, cell in zip(header[1:], cells[1:]):
+            presets[name][key] = yaml.safe_load(cell.strip("`"))
+    return presets
+
+
+@pytest.mark.parametrize("preset", ["gtzan", "gtzan_filtered"])
+def test_each_preset_sets_every_key_the_readme_says(preset, tmp_path):
+    (tmp_path / "genres_original").mkdir()
+    config = validate_config({**DEMO, "preset": preset}, overrides={"dataset": {"root": str(tmp_path)}})
+    table = _readme_preset_table()[preset]
+    assert len(table) >= 10
+    for key, value in table.items():
+        node = config
+        for part in key.split("."):
+            node = node[part] if not part.isdigit() else node[int(part)]
+        assert node == value, key
+    # the run the study exists for: ImageNet weights, not the demo's random initialisation
+    assert config["backbones"]["weights"] == "imagenet"
+    assert config["splits"]["lists"] == ("fault_filtered" if preset == "gtzan_filtered" else None)
+
+
+def test_a_weights_file_fits_one_backbone_only(tmp_path):
+    weights = tmp_path / "mine.weights.h5"
+    weights.write_bytes(b"x")
+    config = with_change("backbones.weights", str(weights))
+    with pytest.raises(ConfigError, match=r"backbones\.weights: the weights file .* fits one backbone"):
+        validate_config(config)
+    config["backbones"]["names"] = ["vgg16", "musicnn_msd"]
+    assert validate_config(config)["backbones"]["weights"] == str(weights)
+
+
+def test_the_synthetic_corpus_renders_only_gtzans_genres():
+    with pytest.raises(ConfigError, match=r"dataset\.genres: the synthetic demo corpus renders only"):
+        validate_config(with_change("dataset.genres", ["blues", "zouk"]))
+
+
+def test_fault_filtered_or_own_lists_or_none(tmp_path):
+    assert validate_config(with_change("splits.lists", "fault_filtered"))["splits"]["lists"] == "fault_filtered"
+    with pytest.raises(ConfigError, match=r"splits\.lists"):
+        validate_config(with_change("splits.lists", "artist_filtered"))

@@ -1,5 +1,8 @@
+"""The final evaluation without Snakemake: final models trained by the tuning stage's own
+builders and rule, seeds combined, models ranked by validation with intervals on the test
+scores."""
+
 import os
-from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -12,32 +15,31 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from genreflow import GENRES
 from genreflow.evaluation import (
-    BASELINE,
     check_best_trial,
     combine_seeds,
-    final_about,
     format_mean_std,
-    backbone_statistics,
     mean_std,
-    parse_best_trial_path,
     summarize_final,
     summary_table,
     table5_markdown,
-    track_predictions,
     train_final,
 )
-from genreflow.io import read_json, write_json
-from genreflow.models import backbone_spec, build_classifier, seed_everything
-from genreflow.screening import SPLITS, caveats
+from genreflow.intervals import Bootstrap
+from genreflow.io import read_json, save_embeddings, write_json
+from genreflow.models import compute_embeddings, predict_proba
+from genreflow.run_info import BASELINE, caveats, final_about
+from genreflow.scoring import SPLITS, genre_labels, track_predictions
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"
 )
 
 SIZE = 32
-HEAD_KEYS = ("dense_layers", "units", "dropout", "activation", "batch_norm",
-             "trainable_layers", "learning_rate")
-RUN_ABOUT = {"corpus": "synthetic", "weights": "none", "pretrained": False}
+RUN_ABOUT = {"corpus": "synthetic", "split": "random", "weights": "none",
+             "weights_source": "none", "pretrained": False}
+SETTINGS = {"genres": list(GENRES), "image_size": SIZE, "patience": 3, "weights": "none",
+            "backbone_seed": 0}
+BOOTSTRAP = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -45,7 +47,8 @@ RUN_ABOUT = {"corpus": "synthetic", "weights": "none", "pretrained": False}
 
 def _corpus(root, segments):
     """10 genres x 3 clips (one per split), `segments` images per clip, 32x32 PNGs whose
-    brightness depends on the genre, the feature index and the split manifests."""
+    brightness depends on the genre, the feature index, the split manifests and the
+    embedding cache of a randomly initialised VGG16 (seed 0), as embed_images makes it."""
     rng = np.random.default_rng(0)
     rows, manifests = [], {split: [] for split in SPLITS}
     for g, genre in enumerate(GENRES):
@@ -61,13 +64,16 @@ def _corpus(root, segments):
                 Image.fromarray(pixels.astype(np.uint8), mode="L").save(path)
                 rows.append({"clip": clip, "segment": segment, "genre": genre,
                              "image": str(path)})
-    index = root / "index.csv"
-    pd.DataFrame(rows).to_csv(index, index=False)
+    index = pd.DataFrame(rows)
+    index.to_csv(root / "index.csv", index=False)
     paths = {}
     for split, members in manifests.items():
         paths[split] = str(root / f"{split}.csv")
         pd.DataFrame(members).to_csv(paths[split], index=False)
-    return str(index), paths
+    embeddings = compute_embeddings("vgg16", SIZE, None, list(index["image"]), batch_size=8, seed=0)
+    save_embeddings(root / "vgg16.npz", embeddings, index["clip"], index["segment"],
+                    genre_labels(index["genre"], GENRES, "index"))
+    return str(root / "index.csv"), str(root / "vgg16.npz"), paths
 
 
 def _best_trial(path, backbone, feature="mel", round_=1, epochs=2, **params):
@@ -76,84 +82,46 @@ def _best_trial(path, backbone, feature="mel", round_=1, epochs=2, **params):
         "params": {"batch_size": 8, "epochs": epochs, **params},
         "inherited": {}, "fixed": {}, "value": 0.5, "objective": "valid_macro_f1",
         "trial_number": 3, "n_complete": 4, "n_pruned": 1, "n_failed": 0,
-        "sampler": "TPE", "seed": 0,
+        "sampler": "TPE", "seed": 0, "patience": 3,
     }
     write_json(path, best)
     return str(path)
 
 
-def small_classifier(best, image_size, weights_path, n_classes, stats=None):
-    """Stand-in for genreflow.tuning.build_model_from_best: a randomly initialised
-    VGG16 at 32 px with the best trial's head."""
-    head = {key: value for key, value in best["params"].items() if key in HEAD_KEYS}
-    return build_classifier(best["backbone"], image_size, weights_path, head,
-                            n_classes=n_classes, stats=stats)
+HEAD = {"dense_layers": 1, "units": 16, "dropout": 0.1, "activation": "relu",
+        "batch_norm": False, "learning_rate": 1e-2}
 
 
-def tiny_cnn(best, image_size, weights_path, n_classes, stats=None):
-    """Stand-in for the baseline CNN, with one gray input channel as the contract says.
-
-    Its output does not depend on training (learning rate 0): softmax over minus the
-    squared distance of the image's mean level to each genre's level in `_corpus`, i.e.
-    logits linear in the mean. Its predictions are therefore known, whatever the seed.
-    """
-    inputs = keras.Input(shape=(image_size, image_size, 1))
-    mean = keras.layers.GlobalAveragePooling2D()(inputs)
-    centres = (20 + 22 * np.arange(n_classes)) / 255.0
-    sharpness = 300.0
-    dense = keras.layers.Dense(n_classes, activation="softmax")
-    model = keras.Model(inputs, dense(mean))
-    dense.set_weights([(2 * sharpness * centres)[None, :].astype("float32"),
-                       (-sharpness * centres**2).astype("float32")])
-    model.compile(optimizer=keras.optimizers.SGD(0.0),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def _gray_unit(rgb):
-    return rgb[..., :1] / 255.0
-
-
-def small_data(best, index_csv, manifests, image_size, genres, seed, batch_size=8):
-    """Stand-in for genreflow.tuning.training_data: the split datasets, as each model
-    wants its input (backbone preprocess_input; one gray channel in 0..1 for the baseline)."""
-    from genreflow.data import examples_for_split, image_dataset
-
-    backbone = best["backbone"]
-    preprocess = (_gray_unit if backbone == BASELINE
-                  else backbone_spec(backbone).preprocess_input)
-    examples = {split: examples_for_split(index_csv, manifests[split]) for split in SPLITS}
-    datasets = {
-        split: image_dataset(list(frame["image"]), frame["label"].to_numpy(), image_size,
-                             batch_size, split == "train", seed, preprocess)
-        for split, frame in examples.items()
-    }
-    return SimpleNamespace(**datasets, examples=examples)
-
-
-def _train_seeds(folder, best_json, index, manifests, about, seeds, build_model,
-                 patience=3, build_data=small_data):
+def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
+    index, embeddings, manifests = data
     outputs = {"metrics": [], "predictions": [], "history": []}
     for seed in seeds:
         seed_dir = folder / f"seed_{seed}"
         paths = {name: str(seed_dir / name) for name in
                  ("metrics.json", "predictions.csv", "history.csv", "model.keras")}
         train_final(
-            best_json, seed, index, manifests, SIZE, None, GENRES, about,
-            {"epochs": None, "patience": patience},
+            best_json, seed, index, embeddings, manifests, settings, None, about,
+            {"epochs": None, "patience": None},
             paths["metrics.json"], paths["predictions.csv"], paths["history.csv"],
-            paths["model.keras"], build_model=build_model, build_data=build_data,
-            log=lambda message: None,
+            paths["model.keras"], log=lambda message: None,
         )
-        outputs["metrics"].append(paths["metrics.json"])
-        outputs["predictions"].append(paths["predictions.csv"])
-        outputs["history"].append(paths["history.csv"])
+        for name in outputs:
+            outputs[name].append(paths[f"{name}.json" if name == "metrics" else f"{name}.csv"])
     combined = {name: str(folder / name) for name in
                 ("metrics.json", "predictions.csv", "history.csv")}
     combine_seeds(outputs["metrics"], outputs["predictions"], outputs["history"], GENRES,
                   combined["metrics.json"], combined["predictions.csv"],
                   combined["history.csv"], log=lambda message: None)
     return combined
+
+
+def _summarize(root, combined):
+    summary = root / "summary.csv"
+    summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], RUN_ABOUT,
+                    GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
+                    str(root / "scores.png"), str(root / "headline.json"),
+                    log=lambda message: None)
+    return pd.read_csv(summary)
 
 
 def _sklearn_scores(frame):
@@ -167,34 +135,25 @@ def _sklearn_scores(frame):
 
 @pytest.fixture(scope="module")
 def vgg_run(tmp_path_factory):
-    """VGG16 (random init, 32 px) final model, two seeds, whole clips."""
+    """VGG16 (random init, 32 px) with a frozen backbone, two seeds, whole clips."""
     root = tmp_path_factory.mktemp("vgg_run")
-    index, manifests = _corpus(root, segments=1)
-    best = _best_trial(root / "best_trial.json", "vgg16", epochs=6, dense_layers=1, units=8,
-                       dropout=0.1, learning_rate=1e-2, trainable_layers=0)
+    data = _corpus(root, segments=1)
+    best = _best_trial(root / "best_trial.json", "vgg16", epochs=6, trainable_layers=0, **HEAD)
     about = final_about(RUN_ABOUT, "vgg16", "mel", 1)
-    combined = _train_seeds(root / "final", best, index, manifests, about, (0, 1),
-                            small_classifier)
-    summary = root / "summary.csv"
-    summarize_final([combined["metrics.json"]], RUN_ABOUT, str(summary),
-                    str(root / "table5.md"), str(root / "scores.png"),
-                    log=lambda message: None)
-    return root, combined, pd.read_csv(summary), manifests
+    combined = _train_seeds(root / "final", best, data, about, (0, 1))
+    return root, combined, _summarize(root, combined), data
 
 
 @pytest.fixture(scope="module")
 def segment_run(tmp_path_factory):
-    """Baseline stand-in, one seed, clips cut into 3 segments."""
+    """The same frozen VGG16, one seed, clips cut into 3 segments."""
     root = tmp_path_factory.mktemp("segment_run")
-    index, manifests = _corpus(root, segments=3)
-    best = _best_trial(root / "best_trial.json", BASELINE, round_=2, epochs=1)
-    about = final_about(RUN_ABOUT, BASELINE, "mel", 2)
-    combined = _train_seeds(root / "final", best, index, manifests, about, (7,), tiny_cnn)
-    summary = root / "summary.csv"
-    summarize_final([combined["metrics.json"]], RUN_ABOUT, str(summary),
-                    str(root / "table5.md"), str(root / "scores.png"),
-                    log=lambda message: None)
-    return root, combined, pd.read_csv(summary)
+    data = _corpus(root, segments=3)
+    best = _best_trial(root / "best_trial.json", "vgg16", round_=2, epochs=6,
+                       trainable_layers=0, **HEAD)
+    about = final_about(RUN_ABOUT, "vgg16", "mel", 2)
+    combined = _train_seeds(root / "final", best, data, about, (7,))
+    return root, combined, _summarize(root, combined)
 
 
 # ------------------------------------------------------------------- final training
@@ -212,6 +171,8 @@ def test_summary_f1_equals_sklearn_on_predictions(vgg_run):
     assert row["test_macro_f1_mean"] == pytest.approx(np.mean(f1s), abs=1e-12)
     assert row["test_macro_f1_std"] == pytest.approx(np.std(f1s, ddof=1), abs=1e-12)
     assert row["test_accuracy_mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
+    # one test track per genre: a stratified bootstrap cannot resample it, so no interval
+    assert pd.isna(row["test_macro_f1_low"]) and pd.isna(row["test_macro_f1_high"])
     valid = predictions[predictions["split"] == "valid"]
     valid_f1 = [_sklearn_scores(group)[0] for _, group in valid.groupby("seed")]
     assert row["valid_macro_f1_mean"] == pytest.approx(np.mean(valid_f1), abs=1e-12)
@@ -220,12 +181,13 @@ def test_summary_f1_equals_sklearn_on_predictions(vgg_run):
 
 
 def test_final_model_files(vgg_run):
-    root, combined, summary, manifests = vgg_run
+    root, combined, summary, _ = vgg_run
     metrics = read_json(combined["metrics.json"])
     assert metrics["seeds"] == [0, 1] and metrics["n_seeds"] == 2
     assert metrics["model"] == "VGG16 + mel spectrogram"
     assert metrics["pretrained"] is False and metrics["corpus"] == "synthetic"
-    assert metrics["tuning"]["value"] == 0.5 and metrics["params"]["units"] == 8
+    assert metrics["tuning"]["value"] == 0.5 and metrics["params"]["units"] == 16
+    assert metrics["trained_on"] == "embeddings" and metrics["patience"] == 3
     per_class = metrics["test"]["tracks"]["per_class"]
     assert set(per_class) == set(GENRES)
     assert set(per_class["jazz"]) == {"precision", "recall", "f1", "support"}
@@ -239,30 +201,52 @@ def test_final_model_files(vgg_run):
     table = (root / "table5.md").read_text()
     assert "**IMAGE BACKBONES NOT PRETRAINED" in table and "**SYNTHETIC DEMO CORPUS" in table
     assert "| 1 | VGG16 + mel spectrogram | 1 |" in table and " ± " in table
+    assert "The test columns were not used to choose" in table
     assert (root / "scores.png").stat().st_size > 0
     assert summary.loc[0, "seeds"] == "0 1"
+    headline = read_json(root / "headline.json")
+    assert headline["model"] == "VGG16 + mel spectrogram" and headline["round"] == 1
+    assert headline["test_macro_f1"]["mean"] == pytest.approx(summary.loc[0, "test_macro_f1_mean"])
 
 
-def test_saved_model_reproduces_its_predictions(vgg_run):
-    from genreflow.models import predict_proba
+def test_the_saved_full_model_predicts_test_images_as_its_head_on_the_cache(vgg_run):
+    """A frozen backbone's head trains on the cached embeddings; model.keras is backbone +
+    head and takes images: on the test images it gives the predictions.csv of the job."""
+    from genreflow.data import image_dataset
+    from genreflow.models import backbone_spec
 
-    root, combined, _, manifests = vgg_run
+    root, _, _, (index, _, manifests) = vgg_run
     model = keras.models.load_model(root / "final" / "seed_1" / "model.keras")
-    best = read_json(root / "best_trial.json")
-    data = small_data(best, str(root / "index.csv"), manifests, SIZE, GENRES, seed=0)
-    probabilities = predict_proba(model, data.test)
+    assert model.input_shape == (None, SIZE, SIZE, 3)
+    test = pd.read_csv(manifests["test"])
+    images = pd.read_csv(index)
+    images = images[images["clip"].isin(test["clip"])].sort_values(["clip", "segment"])
+    dataset = image_dataset(list(images["image"]), None, SIZE, 8, False, 0,
+                            backbone_spec("vgg16").preprocess_input)
     saved = pd.read_csv(root / "final" / "seed_1" / "predictions.csv", dtype={"clip": str})
     saved = saved[saved["split"] == "test"]
+    assert list(saved["clip"]) == list(images["clip"])
     np.testing.assert_allclose(
-        saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), probabilities, atol=2e-6
+        saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), predict_proba(model, dataset),
+        atol=1e-4,
     )
 
 
 def test_seeds_give_different_runs(vgg_run):
-    root, _, _, manifests = vgg_run
+    root, _, _, _ = vgg_run
     first = pd.read_csv(root / "final" / "seed_0" / "history.csv")
     second = pd.read_csv(root / "final" / "seed_1" / "history.csv")
     assert not np.allclose(first["loss"], second["loss"])
+
+
+def test_a_fine_tuned_model_trains_on_images(vgg_run, tmp_path):
+    _, _, _, data = vgg_run
+    best = _best_trial(tmp_path / "best.json", "vgg16", epochs=1,
+                       **{**HEAD, "trainable_layers": "last_block"})
+    about = final_about(RUN_ABOUT, "vgg16", "mel", 1)
+    combined = _train_seeds(tmp_path / "final", best, data, about, (0,))
+    metrics = read_json(combined["metrics.json"])
+    assert metrics["trained_on"] == "images" and metrics["per_seed"][0]["epochs_run"] == 1
 
 
 def test_segments_give_track_and_segment_scores(segment_run):
@@ -276,50 +260,130 @@ def test_segments_give_track_and_segment_scores(segment_run):
     assert row["test_segment_macro_f1_mean"] == pytest.approx(segment_f1, abs=1e-12)
     assert row["test_segment_accuracy_mean"] == pytest.approx(segment_accuracy, abs=1e-12)
     tracks = track_predictions(test, GENRES)
-    assert (track_f1 := _sklearn_scores(tracks)[0]) != segment_f1  # the levels differ here
     track_f1, track_accuracy = _sklearn_scores(tracks)
     assert row["test_macro_f1_mean"] == pytest.approx(track_f1, abs=1e-12)
     assert row["test_accuracy_mean"] == pytest.approx(track_accuracy, abs=1e-12)
     assert pd.isna(row["test_macro_f1_std"])  # one seed: no spread
     metrics = read_json(combined["metrics.json"])
     assert metrics["segmented"] is True and metrics["round"] == 2
-    assert "pretrained" not in metrics  # the baseline has no backbone to pretrain
     table = (root / "table5.md").read_text()
     assert "test macro-F1 (tracks)" in table and "test macro-F1 (segments)" in table
-    assert "one seed, so no spread" in table
+    assert "one seed, so no ± over seeds" in table
 
 
-# ------------------------------------------------------------ track-level aggregation
+@pytest.mark.parametrize("backbone", ["vgg16", BASELINE])
+def test_a_final_model_is_its_trials_model(tmp_path, backbone):
+    """train_final builds with genreflow.tuning.trial_model: a head on the embeddings for a
+    frozen backbone, the baseline CNN on one-channel images."""
+    data = _corpus(tmp_path, segments=1)
+    params = (
+        {**HEAD, "trainable_layers": 0} if backbone == "vgg16" else
+        {"conv_layers": 1, "kernels": 4, "kernel_size": 3, "stride": 1, "conv_dropout": 0.0,
+         "conv_batch_norm": False, "activation": "relu", "dense_layers": 1, "units": 8,
+         "dropout": 0.0, "batch_norm": False, "learning_rate": 1e-3}
+    )
+    best = _best_trial(tmp_path / "best_trial.json", backbone, epochs=1, **params)
+    out = {name: str(tmp_path / name) for name in
+           ("metrics.json", "predictions.csv", "history.csv", "model.keras")}
+    settings = SETTINGS if backbone != BASELINE else {"genres": list(GENRES), "image_size": SIZE,
+                                                      "patience": 2}
+    index, embeddings, manifests = data
+    train_final(best, 3, index, embeddings if backbone != BASELINE else None, manifests,
+                settings, None, final_about(RUN_ABOUT, backbone, "mel", 1),
+                {"epochs": None, "patience": 2}, out["metrics.json"], out["predictions.csv"],
+                out["history.csv"], out["model.keras"], log=lambda message: None)
+    metrics = read_json(out["metrics.json"])
+    assert metrics["epochs_run"] == 1 and metrics["seed"] == 3 and metrics["patience"] == 2
+    channels = 3 if backbone == "vgg16" else 1
+    assert keras.models.load_model(out["model.keras"]).input_shape == (None, SIZE, SIZE, channels)
+    predictions = pd.read_csv(out["predictions.csv"])
+    assert len(predictions) == 20 and set(predictions["split"]) == {"valid", "test"}
 
 
-def test_track_predictions_average_segment_probabilities():
-    genres = ("blues", "jazz", "rock")
-    # Track a: two of three segments vote jazz, but the averaged probabilities pick
-    # blues (0.567 vs 0.433); track b has a single segment.
-    frame = pd.DataFrame({
-        "seed": 0, "split": "test",
-        "clip": ["a", "a", "a", "b"],
-        "segment": [0, 1, 2, 0],
-        "true": ["blues", "blues", "blues", "rock"],
-        "predicted": ["blues", "jazz", "jazz", "jazz"],
-        "p_blues": [0.9, 0.4, 0.4, 0.1],
-        "p_jazz": [0.1, 0.6, 0.6, 0.5],
-        "p_rock": [0.0, 0.0, 0.0, 0.4],
-    })
-    tracks = track_predictions(frame, genres)
-    assert list(tracks["clip"]) == ["a", "b"]
-    assert list(tracks["predicted"]) == ["blues", "jazz"]
-    assert list(tracks["true"]) == ["blues", "rock"]
-    np.testing.assert_allclose(tracks.loc[0, ["p_blues", "p_jazz", "p_rock"]].to_numpy(
-        dtype=float), [1.7 / 3, 1.3 / 3, 0.0])
-    assert set(tracks["seed"]) == {0} and set(tracks["split"]) == {"test"}
+# ------------------------------------------------------- choosing on validation, intervals
 
 
-def test_track_predictions_refuse_disagreeing_labels():
-    frame = pd.DataFrame({"clip": ["a", "a"], "true": ["blues", "jazz"],
-                          "p_blues": [0.5, 0.5], "p_jazz": [0.5, 0.5]})
-    with pytest.raises(ValueError, match="disagree"):
-        track_predictions(frame, ("blues", "jazz"))
+def _predictions(path, truth, predicted_by_seed, genres=("a", "b")):
+    frames = []
+    for seed, predicted in enumerate(predicted_by_seed):
+        frame = pd.DataFrame({"seed": seed, "split": "test",
+                              "clip": [f"t{i:02d}" for i in range(len(truth))], "segment": 0,
+                              "true": [genres[i] for i in truth],
+                              "predicted": [genres[i] for i in predicted]})
+        for k, genre in enumerate(genres):
+            frame[f"p_{genre}"] = (np.asarray(predicted) == k).astype(float)
+        frames.append(frame)
+    pd.concat(frames).to_csv(path, index=False)
+    return str(path)
+
+
+def _record(path, backbone, round_, valid_f1, valid_loss, test_f1s):
+    record = {
+        "backbone": backbone, "feature": "mel", "round": round_,
+        "model": f"{backbone} + mel", "seeds": list(range(len(test_f1s))),
+        "n_seeds": len(test_f1s), "corpus": "gtzan", "weights": "imagenet", "pretrained": True,
+        "tuning": {"objective": "valid_macro_f1", "value": 0.9},
+        "test_macro_f1_mean": float(np.mean(test_f1s)), "test_macro_f1_std": mean_std(test_f1s)["std"],
+        "test_accuracy_mean": 0.5, "test_accuracy_std": None,
+        "valid_macro_f1_mean": valid_f1, "valid_macro_f1_std": None,
+        "valid_loss_mean": valid_loss, "valid_accuracy_mean": 0.5,
+    }
+    write_json(path, record)
+    return str(path)
+
+
+TRUTH = [0] * 10 + [1] * 10
+
+
+def _correct(n_wrong_per_class):
+    """Predictions of TRUTH with the first n of each class wrong."""
+    predicted = list(TRUTH)
+    for start in (0, 10):
+        for i in range(start, start + n_wrong_per_class):
+            predicted[i] = 1 - predicted[i]
+    return predicted
+
+
+def test_the_model_is_chosen_on_validation_not_on_test(tmp_path):
+    """The test order (b best) differs from the validation order (a best; c ties a on
+    validation macro-F1 with a higher loss): a is chosen, and every row carries its test
+    interval and its paired difference to a."""
+    records = [
+        _record(tmp_path / "a.json", "vgg16", 1, 0.90, 0.30, [0.6]),
+        _record(tmp_path / "b.json", "vgg16", 2, 0.80, 0.20, [0.9]),
+        _record(tmp_path / "c.json", "resnet50", 1, 0.90, 0.40, [0.7]),
+    ]
+    predictions = [
+        _predictions(tmp_path / "a.csv", TRUTH, [_correct(4)]),
+        _predictions(tmp_path / "b.csv", TRUTH, [_correct(1)]),
+        _predictions(tmp_path / "c.csv", TRUTH, [_correct(3)]),
+    ]
+    bootstrap = Bootstrap(1000, 0.95, 0)
+    summary = summary_table(records, predictions, ("a", "b"), bootstrap)
+    assert list(zip(summary["backbone"], summary["round"])) == [("vgg16", 1), ("resnet50", 1),
+                                                               ("vgg16", 2)]
+    assert list(summary["rank"]) == [1, 2, 3] and list(summary["chosen"]) == [True, False, False]
+    assert pd.isna(summary.loc[0, "delta_macro_f1"])
+    # b's test macro-F1 is 0.9, a's 0.6: the paired difference and its interval say so
+    assert summary.loc[2, "delta_macro_f1"] == pytest.approx(0.9 - 0.6)
+    assert 0 < summary.loc[2, "delta_macro_f1_low"] <= 0.3 <= summary.loc[2, "delta_macro_f1_high"]
+    table = table5_markdown(summary, [], bootstrap)
+    assert "**Chosen on validation: vgg16 + mel, round 1: test macro-F1 0.600 [" in table
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[0] == ("| rank | model | round | validation macro-F1 | test macro-F1 | "
+                        "test accuracy | vs chosen (test macro-F1) | seeds |")
+    assert lines[1].startswith("| 1 | vgg16 + mel | 1 | 0.900 | 0.600 [")
+    assert lines[1].endswith("| (chosen) | 1 |")
+    assert lines[3].startswith("| 3 | vgg16 + mel | 2 | 0.800 | 0.900 [")
+    assert "+0.300 [" in lines[3]
+    assert ">" not in table  # no caveats for a pretrained GTZAN run
+
+
+def test_combine_seeds_refuses_mixed_models(tmp_path):
+    a = _record(tmp_path / "a.json", "vgg16", 1, 0.5, 0.1, [0.7])
+    b = _record(tmp_path / "b.json", "vgg16", 2, 0.5, 0.1, [0.7])
+    with pytest.raises(ValueError, match="different models"):
+        combine_seeds([a, b], [], [], GENRES, "m", "p", "h")
 
 
 # ------------------------------------------------------------------- small pieces
@@ -334,70 +398,11 @@ def test_mean_std():
     assert format_mean_std(0.7, None) == "0.700"
 
 
-def _record(path, backbone, feature, round_, f1s, segmented=False):
-    record = {
-        "backbone": backbone, "feature": feature, "round": round_,
-        "model": f"{backbone} + {feature}", "seeds": list(range(len(f1s))),
-        "n_seeds": len(f1s), "corpus": "gtzan", "weights": "imagenet", "pretrained": True,
-        "tuning": {"objective": "valid_macro_f1", "value": 0.9},
-        "test_macro_f1_mean": float(np.mean(f1s)),
-        "test_macro_f1_std": mean_std(f1s)["std"],
-        "test_accuracy_mean": 0.5, "test_accuracy_std": None,
-        "valid_macro_f1_mean": 0.5, "valid_macro_f1_std": None,
-        "valid_accuracy_mean": 0.5, "valid_accuracy_std": None,
-    }
-    if segmented:
-        record |= {"test_segment_macro_f1_mean": 0.4, "test_segment_macro_f1_std": 0.01}
-    write_json(path, record)
-    return str(path)
-
-
-def test_summary_table_and_table5_best_first(tmp_path):
-    paths = [
-        _record(tmp_path / "a.json", "vgg16", "mel", 1, [0.70, 0.72]),
-        _record(tmp_path / "b.json", "vgg16", "mel", 2, [0.80, 0.84]),
-        _record(tmp_path / "c.json", BASELINE, "mel", 1, [0.40, 0.50]),
-    ]
-    summary = summary_table(paths)
-    assert list(summary["round"]) == [2, 1, 1]
-    assert list(summary["backbone"]) == ["vgg16", "vgg16", BASELINE]
-    table = table5_markdown(summary, [])
-    lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| rank | model | round | test macro-F1 | test accuracy | seeds |"
-    assert lines[1].startswith("| 1 | vgg16 + mel | 2 | 0.820 ± 0.028 |")
-    assert lines[3].startswith(f"| 3 | {BASELINE} + mel | 1 | 0.450 ± 0.071 |")
-    assert "mean ± sample sd over 2 seeds" in table
-    assert ">" not in table  # no caveats for a pretrained GTZAN run
-
-
-def test_table5_with_segments(tmp_path):
-    summary = summary_table([_record(tmp_path / "a.json", "vgg16", "mel", 1, [0.7, 0.8],
-                                     segmented=True)])
-    table = table5_markdown(summary, caveats({"corpus": "synthetic"}))
-    assert table.startswith("> **SYNTHETIC DEMO CORPUS")
-    assert "| 1 | vgg16 + mel | 1 | 0.750 ± 0.071 | 0.400 ± 0.010 | 0.500 | 2 |" in table
-
-
-def test_combine_seeds_refuses_mixed_models(tmp_path):
-    a = _record(tmp_path / "a.json", "vgg16", "mel", 1, [0.7])
-    b = _record(tmp_path / "b.json", "vgg16", "mel", 2, [0.7])
-    with pytest.raises(ValueError, match="different models"):
-        combine_seeds([a, b], [], [], GENRES, "m", "p", "h")
-
-
 def test_check_best_trial_matches_the_job():
     best = {"backbone": "vgg16", "feature": "mel", "round": 2, "params": {}}
     check_best_trial(best, {"backbone": "vgg16", "feature": "mel", "round": 2}, "x")
     with pytest.raises(ValueError, match="round is 2"):
         check_best_trial(best, {"backbone": "vgg16", "feature": "mel", "round": 1}, "x")
-
-
-def test_parse_best_trial_path():
-    assert parse_best_trial_path(
-        "results/tuning/baseline_cnn/mel/round_3/best_trial.json"
-    ) == (BASELINE, "mel", 3)
-    with pytest.raises(ValueError):
-        parse_best_trial_path("results/tuning/vgg16/mel/best_trial.json")
 
 
 def test_final_about_and_caveats():
@@ -408,44 +413,3 @@ def test_final_about_and_caveats():
     baseline = final_about(RUN_ABOUT, BASELINE, "mel", 1)
     assert baseline["weights"] == "from scratch"
     assert [note.split(":")[0] for note in caveats(baseline)] == ["SYNTHETIC DEMO CORPUS"]
-
-
-def test_backbone_statistics_come_from_the_models_own_backbone(vgg_run):
-    root, _, _, _ = vgg_run
-    images = sorted(str(path) for path in (root / "images").glob("*.png"))[:6]
-    best = read_json(root / "best_trial.json")
-    seed_everything(5)
-    probe = small_classifier(best, SIZE, None, 10)
-    mean, variance = backbone_statistics(probe, "vgg16", images, SIZE, batch_size=4)
-    assert mean.shape == variance.shape == (512,)
-    # The same seed draws the same random backbone, so the statistics fit the rebuilt model.
-    seed_everything(5)
-    again = small_classifier(best, SIZE, None, 10, stats=(mean, variance))
-    for a, b in zip(probe.get_layer("backbone").get_weights(),
-                    again.get_layer("backbone").get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert backbone_statistics(tiny_cnn(best, SIZE, None, 10), BASELINE, images, SIZE) is None
-
-
-@pytest.mark.parametrize("backbone", ["vgg16", BASELINE])
-def test_default_builders_are_the_tuning_stages(tmp_path, backbone):
-    """The contract with genreflow.tuning: its model and data builders, unchanged."""
-    pytest.importorskip("genreflow.tuning")
-    index, manifests = _corpus(tmp_path, segments=1)
-    params = (
-        {"dense_layers": 1, "units": 8, "dropout": 0.1, "activation": "relu",
-         "batch_norm": False, "trainable_layers": 0, "learning_rate": 1e-3}
-        if backbone == "vgg16" else
-        {"conv_layers": 1, "kernels": 4, "dense_layers": 1, "units": 8}
-    )
-    best = _best_trial(tmp_path / "best_trial.json", backbone, epochs=1, **params)
-    out = {name: str(tmp_path / name) for name in
-           ("metrics.json", "predictions.csv", "history.csv", "model.keras")}
-    train_final(best, 3, index, manifests, SIZE, None, GENRES,
-                final_about(RUN_ABOUT, backbone, "mel", 1), {"epochs": None, "patience": 2},
-                out["metrics.json"], out["predictions.csv"], out["history.csv"],
-                out["model.keras"], log=lambda message: None)
-    metrics = read_json(out["metrics.json"])
-    assert metrics["epochs_run"] == 1 and metrics["seed"] == 3
-    predictions = pd.read_csv(out["predictions.csv"])
-    assert len(predictions) == 20 and set(predictions["split"]) == {"valid", "test"}

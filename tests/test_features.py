@@ -111,3 +111,33 @@ def test_each_feature_image(name, tone_mix):
     image = F.clip_images(computer, tone_mix, 48)[name]
     assert image.shape == (48, 48) and image.dtype == np.uint8
     assert int(image.max()) - int(image.min()) > 50  # uses the range, not a flat grey
+
+
+def _default_blocks():
+    from genreflow.config import validate_config
+
+    features = validate_config({})["features"]
+    return {name: features[name] for name in F.FEATURES}
+
+
+def test_every_default_image_is_gain_invariant(tone_mix):
+    """GTZAN's loudness depends on the recording more than on the genre: the same clip 20 dB
+    quieter must give the same five images (within one grey level, from rounding)."""
+    computer = F.FeatureComputer(SR, _default_blocks())
+    loud = F.clip_images(computer, tone_mix, 64)
+    quiet = F.clip_images(computer, tone_mix * 10 ** (-20 / 20), 64)
+    for name in F.FEATURES:
+        difference = np.abs(loud[name].astype(int) - quiet[name].astype(int))
+        assert difference.max() <= 1, (name, difference.max())
+
+
+def test_minmax_mfcc_keeps_the_old_loudness_dependent_scaling(tone_mix):
+    block = {**_default_blocks()["mfcc"], "scaling": "minmax"}
+    computer = F.FeatureComputer(SR, {"mfcc": block})
+    loud = F.clip_images(computer, tone_mix, 64)["mfcc"]
+    quiet = F.clip_images(computer, tone_mix * 0.1, 64)["mfcc"]
+    assert np.abs(loud.astype(int) - quiet.astype(int)).max() > 10
+    # relative and minmax differ only in c0: the other coefficients are the same
+    relative = F.FeatureComputer(SR, {"mfcc": {**block, "scaling": "relative"}}).compute(tone_mix)["mfcc"]
+    absolute = computer.compute(tone_mix)["mfcc"]
+    np.testing.assert_allclose(relative[1:], absolute[1:], rtol=1e-4, atol=1e-3)

@@ -17,7 +17,7 @@ ALL = list(range(N_CLASSES))
 
 
 def _assert_matches_sklearn(y_true, y_pred):
-    ours = classification_metrics(y_true, y_pred)
+    ours = classification_metrics(y_true, y_pred, GENRES)
     assert ours["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert ours["macro_f1"] == pytest.approx(
         f1_score(y_true, y_pred, average="macro", labels=ALL, zero_division=0)
@@ -51,7 +51,7 @@ def test_metrics_match_sklearn_with_never_predicted_classes():
     # Only 3 classes are ever predicted: precision is undefined for the other 7.
     y_pred = rng.choice([0, 4, 9], 150)
     _assert_matches_sklearn(y_true, y_pred)
-    scores = classification_metrics(y_true, y_pred)["per_class"]
+    scores = classification_metrics(y_true, y_pred, GENRES)["per_class"]
     assert scores["classical"]["precision"] == 0.0
 
 
@@ -63,7 +63,7 @@ def test_metrics_match_sklearn_with_absent_true_class():
 
 def test_perfect_predictions():
     y = np.arange(N_CLASSES).repeat(3)
-    metrics = classification_metrics(y, y)
+    metrics = classification_metrics(y, y, GENRES)
     assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
 
 

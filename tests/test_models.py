@@ -19,6 +19,8 @@ from genreflow.data import image_dataset
 from conftest import write_legacy_h5
 from genreflow.models import (
     BACKBONES,
+    BackboneWeights,
+    Validation,
     build_backbone,
     build_classifier,
     build_head,
@@ -165,51 +167,143 @@ def test_image_size_below_backbone_minimum():
 
 
 def test_resolve_weights_settings(tmp_path):
-    assert resolve_weights("none", "vgg16", tmp_path) is None
+    assert resolve_weights("none", None, "vgg16") is None
     weights = tmp_path / "mine.weights.h5"
-    weights.write_bytes(b"")
-    assert resolve_weights(str(weights), "vgg16", tmp_path) == str(weights)
+    weights.write_bytes(b"another training")
+    resolved = resolve_weights(str(weights), str(weights), "vgg16")
+    assert resolved == BackboneWeights("file", str(weights), hashlib.md5(b"another training").hexdigest())
+    assert "not the published ImageNet file" in resolved.describe()
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        resolve_weights(str(tmp_path / "absent.weights.h5"), "vgg16", tmp_path)
+        resolve_weights("x", str(tmp_path / "absent.weights.h5"), "vgg16")
     odd = tmp_path / "weights.pt"
     odd.write_bytes(b"")
     with pytest.raises(ValueError, match="suffix"):
-        resolve_weights(str(odd), "vgg16", tmp_path)
+        resolve_weights(str(odd), str(odd), "vgg16")
     with pytest.raises(ValueError, match="unknown backbone"):
-        resolve_weights("none", "vgg17", tmp_path)
+        resolve_weights("none", None, "vgg17")
 
 
 def test_missing_imagenet_weights_say_where_and_how(tmp_path):
+    target = tmp_path / "resources/weights/inceptionv3/imagenet_notop.h5"
     with pytest.raises(FileNotFoundError) as error:
-        resolve_weights("imagenet", "inceptionv3", tmp_path / "weights")
+        resolve_weights("imagenet", str(target), "inceptionv3")
     message = str(error.value)
     spec = BACKBONES["inceptionv3"]
     assert spec.weights_url in message
-    assert str(tmp_path / "weights" / spec.weights_file) in message
+    assert str(target) in message
     assert "snakemake fetch_weights" in message
 
 
-def test_imagenet_setting_loads_legacy_file_from_weights_dir(tmp_path):
+def test_imagenet_setting_refuses_a_file_that_is_not_the_published_one(tmp_path):
+    wrong = tmp_path / "imagenet_notop.h5"
+    wrong.write_bytes(b"a damaged download")
+    with pytest.raises(ValueError) as error:
+        resolve_weights("imagenet", str(wrong), "resnet50")
+    message = str(error.value)
+    assert hashlib.md5(b"a damaged download").hexdigest() in message
+    assert BACKBONES["resnet50"].weights_md5 in message
+    assert "snakemake fetch_weights" in message
+
+
+def test_a_path_with_the_published_md5_is_imagenet(tmp_path, monkeypatch):
+    """A user path of ImageNet weights is recognised by the md5 Keras publishes for it."""
+    path = tmp_path / "copied_by_hand.h5"
+    path.write_bytes(b"pretend published weights")
+    md5 = hashlib.md5(b"pretend published weights").hexdigest()
+    monkeypatch.setitem(BACKBONES, "vgg16", dataclasses.replace(BACKBONES["vgg16"], weights_md5=md5))
+    assert resolve_weights(str(path), str(path), "vgg16") == BackboneWeights("imagenet", str(path), md5)
+    assert resolve_weights("imagenet", str(path), "vgg16").kind == "imagenet"
+
+
+def _keras_imagenet_reference(name, size, weights_file, keras_home, monkeypatch):
+    """keras.applications.<Backbone>(include_top=False, weights="imagenet") as Keras builds
+    it, with only its download redirected: urlretrieve copies `weights_file`, and the hash
+    check accepts it (the file is the test's, not the published one)."""
+    from keras.src.backend import config as keras_config
+    from keras.src.utils import file_utils
+
+    spec = BACKBONES[name]
+    asked = []
+
+    def download(origin, target, *args):
+        asked.append(origin)
+        shutil.copy(weights_file, target)
+
+    keras_home.mkdir()  # get_file falls back to /tmp/.keras for a folder it cannot write
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(keras_home))
+    monkeypatch.setattr(file_utils, "urlretrieve", download)
+    monkeypatch.setattr(file_utils, "validate_file", lambda *args, **kwargs: True)
+    reference = spec.constructor(include_top=False, weights="imagenet", input_shape=(size, size, 3))
+    assert asked == [spec.weights_url]
+    return reference
+
+
+def _layer_signature(model):
+    """Each layer's class and config without its (counter-numbered) name, in order."""
+    signature = []
+    for layer in model.layers:
+        config = {key: value for key, value in layer.get_config().items() if key != "name"}
+        signature.append((type(layer).__name__, repr(sorted(config.items()))))
+    return signature
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_imagenet_file_builds_the_network_keras_builds_for_imagenet(name, tmp_path, monkeypatch):
+    """The backbone genreflow builds from an ImageNet file has Keras' weights="imagenet"
+    layers, in the same order, with the same configs and weights, and computes the same
+    outputs. For EfficientNetB0 the network Keras builds for a weights *path* lacks the
+    input Rescaling(1/sqrt(stddev)) that its ImageNet weights expect."""
+    size = BACKBONES[name].min_size
+    source = build_backbone(name, size, None)
+    source.set_weights(_perturbed_weights(source, seed=5))
+    weights_file = tmp_path / BACKBONES[name].weights_file
+    write_legacy_h5(source, weights_file)
+
+    ours = build_backbone(name, size, BackboneWeights("imagenet", str(weights_file), "test"))
+    reference = _keras_imagenet_reference(name, size, weights_file, tmp_path / "keras", monkeypatch)
+    assert _layer_signature(ours) == _layer_signature(reference)
+    _assert_same_weights(ours.get_weights(), reference.get_weights())
+    x = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    np.testing.assert_array_equal(ours.predict(x, verbose=0), reference.predict(x, verbose=0))
+
+    as_path = build_backbone(name, size, str(weights_file))
+    if name == "efficientnetb0":
+        assert len(as_path.layers) == len(reference.layers) - 1
+        assert not np.allclose(as_path.predict(x, verbose=0), reference.predict(x, verbose=0))
+    else:
+        assert _layer_signature(as_path) == _layer_signature(reference)
+
+
+def test_imagenet_build_fails_loudly_if_keras_asks_for_another_file(tmp_path, monkeypatch):
+    source = build_backbone("vgg16", 32, None)
+    weights_file = tmp_path / "vgg16.h5"
+    write_legacy_h5(source, weights_file)
+    moved = dataclasses.replace(BACKBONES["vgg16"], weights_url="https://example.org/elsewhere.h5")
+    monkeypatch.setitem(BACKBONES, "vgg16", moved)
+    with pytest.raises(RuntimeError, match="registry no longer matches"):
+        build_backbone("vgg16", 32, BackboneWeights("imagenet", str(weights_file), "test"))
+
+
+def test_imagenet_setting_loads_legacy_file_from_the_weights_target(tmp_path, monkeypatch):
     source = build_backbone("vgg16", 32, None)
     weights = _perturbed_weights(source, seed=11)
     source.set_weights(weights)
-    weights_dir = tmp_path / "weights"
-    weights_dir.mkdir()
-    write_legacy_h5(source, weights_dir / BACKBONES["vgg16"].weights_file)
-
-    path = resolve_weights("imagenet", "vgg16", weights_dir)
-    assert path == str(
-        weights_dir / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    target = tmp_path / "resources/weights/vgg16/imagenet_notop.h5"
+    target.parent.mkdir(parents=True)
+    write_legacy_h5(source, target)
+    monkeypatch.setitem(
+        BACKBONES, "vgg16", dataclasses.replace(BACKBONES["vgg16"], weights_md5=models.file_md5(target))
     )
-    model = build_classifier("vgg16", 32, path, SMALL_HEAD)
+
+    resolved = resolve_weights("imagenet", str(target), "vgg16")
+    assert resolved.kind == "imagenet"
+    model = build_classifier("vgg16", 32, resolved, SMALL_HEAD)
     _assert_same_weights(classifier_backbone(model).get_weights(), weights)
 
 
 def test_classifier_loads_keras3_weights_file(weight_files, tmp_path):
     path, weights = weight_files("vgg16", 32)
-    model = build_classifier(
-        "vgg16", 32, resolve_weights(path, "vgg16", tmp_path), SMALL_HEAD
-    )
+    model = build_classifier("vgg16", 32, resolve_weights(path, path, "vgg16"), SMALL_HEAD)
     _assert_same_weights(classifier_backbone(model).get_weights(), weights)
 
 
@@ -346,16 +440,9 @@ def test_fine_tuning_changes_only_the_trainable_tail(
     valid_ds = image_dataset(
         paths[:4], labels[:4], 32, 4, shuffle=False, seed=0, preprocess=preprocess
     )
-    history = train(
-        model,
-        train_ds,
-        valid_ds,
-        epochs=1,
-        patience=2,
-        seed=0,
-        log=tmp_path / "log.txt",
-    )
-    assert len(history) == 1
+    validation = Validation(valid_ds, np.asarray(labels[:4]), np.asarray(paths[:4]), list("abcdefghij"))
+    fitted = train(model, train_ds, validation, epochs=1, patience=2, seed=0)
+    assert len(fitted.history) == 1 and fitted.best_epoch == 1
 
     before = iter(weights)
     for position, layer in enumerate(backbone.layers):
@@ -371,44 +458,48 @@ def test_fine_tuning_changes_only_the_trainable_tail(
                 assert variable.trainable != np.array_equal(old, new), variable.path
 
 
-def test_train_is_reproducible_and_restores_best_epoch(tmp_path):
+def test_train_keeps_the_epoch_of_lowest_validation_loss_and_is_reproducible():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 12)).astype(np.float32)
     y = rng.integers(0, 10, 80)
     head = {"dense_layers": 1, "units": 64, "dropout": 0.0, "learning_rate": 0.05}
+    clips = np.array([f"c{i}" for i in range(20)])
+    seen = []
 
-    def run(log):
+    def run():
         model = build_head(12, head, seed=4)
-        history = train(
-            model,
-            (x[:60], y[:60]),
-            (x[60:], y[60:]),
-            epochs=12,
-            batch_size=16,
-            patience=3,
-            seed=4,
-            log=log,
-        )
-        return model, history
+        fitted = train(model, (x[:60], y[:60]), Validation(x[60:], y[60:], clips, list("abcdefghij")),
+                       epochs=12, patience=3, batch_size=16, seed=4,
+                       on_epoch=lambda epoch, scores: seen.append(epoch))
+        return model, fitted
 
-    model, history = run(tmp_path / "train.log")
-    assert list(history.columns) == [
-        "epoch",
-        "loss",
-        "accuracy",
-        "val_loss",
-        "val_accuracy",
-    ]
+    model, fitted = run()
+    history = fitted.history
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert history["epoch"].tolist() == list(range(1, len(history) + 1))
-    # Random labels: the head overfits, so early stopping must pick an earlier epoch.
-    assert history["val_loss"].idxmin() < len(history) - 1
-    final_loss = model.evaluate(x[60:], y[60:], verbose=0)[0]
-    assert final_loss == pytest.approx(history["val_loss"].min(), rel=1e-5)
-    assert "Epoch 1/12" in (tmp_path / "train.log").read_text()
+    assert seen == list(range(len(history)))
+    # Random labels: the head overfits, so the lowest validation loss is an earlier epoch,
+    # and training stopped `patience` epochs after it.
+    assert fitted.best_epoch == history["val_loss"].idxmin() + 1 < len(history)
+    assert len(history) == min(12, fitted.best_epoch + 3)
+    # the model ends with that epoch's weights; val_loss is Keras' own cross-entropy
+    keras_loss = model.evaluate(x[60:], y[60:], verbose=0)[0]
+    assert keras_loss == pytest.approx(history["val_loss"].min(), rel=1e-5)
+    assert fitted.best_scores["examples"]["loss"] == pytest.approx(keras_loss, rel=1e-5)
 
-    again, history_again = run(tmp_path / "again.log")
-    pd.testing.assert_frame_equal(history, history_again)
+    again, fitted_again = run()
+    pd.testing.assert_frame_equal(history, fitted_again.history)
     np.testing.assert_array_equal(predict_proba(model, x), predict_proba(again, x))
+
+
+def test_train_stops_a_diverging_model():
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    y = np.arange(40) % 2
+    model = build_head(4, {"dense_layers": 1, "units": 8, "dropout": 0.0, "learning_rate": 1e30}, 2,
+                       seed=0)
+    with pytest.raises(models.Diverged, match="diverged"):
+        train(model, (x, y), Validation(x, y, np.arange(40).astype(str), ["a", "b"]),
+              epochs=5, patience=5, batch_size=8)
 
 
 # -------------------------------------------------------------------------- embeddings
@@ -434,16 +525,9 @@ def test_head_on_cached_embeddings_equals_full_image_model(
     # the screening head standardises its input with the training embeddings' statistics
     stats = feature_statistics(cached.embeddings) if standardised else None
     head_model = build_head(cached.embeddings.shape[1], head, seed=0, stats=stats)
-    train(
-        head_model,
-        (cached.embeddings, cached.label),
-        (cached.embeddings, cached.label),
-        epochs=2,
-        batch_size=4,
-        patience=2,
-        seed=0,
-        log=tmp_path / "log.txt",
-    )
+    validation = Validation(cached.embeddings, cached.label, cached.clip, list("abcdefghij"))
+    train(head_model, (cached.embeddings, cached.label), validation, epochs=2, patience=2,
+          batch_size=4, seed=0)
 
     full = build_classifier(name, 32, path, {**head, "trainable_layers": 0}, stats=stats)
     transfer_head_weights(head_model, full)
@@ -499,12 +583,6 @@ def test_classifier_survives_keras_save_and_load(weight_files, tmp_path):
     assert len(loaded.trainable_weights) == len(model.trainable_weights)
 
 
-def test_config_min_sizes_match_the_registry():
-    from genreflow.config import BACKBONE_MIN_SIZES
-
-    assert BACKBONE_MIN_SIZES == {name: spec.min_size for name, spec in BACKBONES.items()}
-
-
 def test_random_init_embeddings_are_the_same_network_for_the_same_seed(images):
     """backbones.weights none: each embed job must draw the same backbone for its seed, or
     runs (and the segment lengths of one run) would compare different random networks."""
@@ -514,3 +592,24 @@ def test_random_init_embeddings_are_the_same_network_for_the_same_seed(images):
     other = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=1)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
+
+
+def test_every_model_of_a_random_init_backbone_is_the_network_of_its_cache(images):
+    """Trials and final models draw a randomly initialised backbone with the cache's seed
+    (backbone_seed), whatever their own seed: the head's input statistics come from the
+    cache, so they must be that network's."""
+    from genreflow.models import embedding_model
+
+    paths, _ = images
+    cache = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=3)
+    dataset = image_dataset(paths[:4], None, 32, 4, shuffle=False, seed=0,
+                            preprocess=BACKBONES["vgg16"].preprocess_input)
+
+    def features(model):
+        return predict_proba(embedding_model(classifier_backbone(model)), dataset)
+
+    for head_seed in (0, 11):
+        model = build_classifier("vgg16", 32, None, SMALL_HEAD, seed=head_seed, backbone_seed=3)
+        np.testing.assert_allclose(features(model), cache, rtol=1e-5, atol=1e-6)
+    other = build_classifier("vgg16", 32, None, SMALL_HEAD, seed=0, backbone_seed=4)
+    assert not np.allclose(features(other), cache)

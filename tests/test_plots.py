@@ -10,7 +10,7 @@ from PIL import Image
 
 from genreflow import GENRES, plots
 from genreflow.io import write_json
-from genreflow.screening import caveats
+from genreflow.run_info import caveats
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "workflow_scripts" / "genreflow" / "report"
@@ -56,6 +56,12 @@ def test_caveat_lines_shorten_the_caveats():
         "SYNTHETIC DEMO CORPUS: these are not GTZAN results",
     ]
     assert plots.caveat_lines([]) == []
+    every = caveats({"pretrained": False, "corpus": "gtzan", "split": "random",
+                     "weights_source": "file", "weights": "file x.h5 (md5 0)"})
+    lines = plots.caveat_lines(every)
+    assert "RANDOM SPLIT OF GTZAN: artist repetition inflates every score" in lines
+    assert "USER WEIGHTS FILE: not Keras' published ImageNet weights" in lines
+    assert all(len(line) <= 100 for line in lines)
 
 
 @pytest.mark.parametrize("seeds", [(0, 1), None])
@@ -88,10 +94,13 @@ def test_confusion_matrix_size_and_rates(tmp_path):
 
 @pytest.mark.parametrize("n_models", [1, 4])
 def test_final_scores_size_grows_with_models(tmp_path, n_models):
+    test = np.linspace(0.9, 0.5, n_models)
     summary = pd.DataFrame({
+        "rank": np.arange(1, n_models + 1), "chosen": np.arange(n_models) == 0,
         "model": [f"model {i}" for i in range(n_models)], "round": 1,
-        "test_macro_f1_mean": np.linspace(0.9, 0.5, n_models),
-        "test_macro_f1_std": [np.nan] + [0.02] * (n_models - 1), "n_seeds": 3,
+        "valid_macro_f1_mean": np.linspace(0.95, 0.6, n_models),
+        "test_macro_f1_mean": test, "test_macro_f1_low": test - 0.07,
+        "test_macro_f1_high": test + 0.06, "n_seeds": 3,
     })
     out = tmp_path / "scores.png"
     plots.plot_final_scores(summary, out, NOTES)
@@ -286,21 +295,51 @@ def test_captions_render_and_carry_the_caveats(caption, about):
     assert "test split" in words or "validation split" in words
 
 
+HEADLINE = {
+    "model": "VGG16 + mel spectrogram", "round": 2, "n_models": 7,
+    "chosen_by": "validation macro-F1 (mean over seeds), ties by validation loss",
+    "test_macro_f1": {"mean": 0.712, "low": 0.645, "high": 0.781},
+    "test_accuracy": {"mean": 0.72, "low": 0.653, "high": 0.787},
+    "interval": "95% stratified bootstrap interval over test tracks (2000 resamples, seed 0)",
+}
+
+
+NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None}}
+
+
 @pytest.mark.parametrize("weights", ["none", "imagenet"])
 @pytest.mark.parametrize("kind", ["synthetic", "gtzan"])
-def test_workflow_description_uses_the_caveats_wording(weights, kind):
+@pytest.mark.parametrize("headline", [None, HEADLINE, NO_INTERVAL],
+                         ids=["before final", "after final", "no interval"])
+def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
+    from genreflow.run_info import run_about
+
     config = {
         "dataset": {"kind": kind, "genres": list(GENRES)},
         "features": {"image_size": 75}, "segments": {"seconds": None},
         "backbones": {"names": ["vgg16"], "weights": weights},
         "splits": {"lists": None, "seed": 42},
     }
+    about = run_about(config)
+    config["report_front_page"] = {"caveats": caveats(about), "weights": about["weights"],
+                                   "headline": headline}
     rst, html = _render((REPORT / "workflow.rst").read_text(),
                         snakemake=SimpleNamespace(config=config))
-    expected = caveats({"pretrained": weights != "none", "corpus": kind})
-    found = re.findall(r"^\*\*(.*)\*\*$", rst, flags=re.MULTILINE)
-    assert found == expected
+    expected = caveats(about)
+    if kind == "gtzan":
+        assert any(note.startswith("RANDOM SPLIT OF GTZAN") for note in expected)
+    found = re.findall(r"^\*\*(.*?)\*\*$", rst, flags=re.MULTILINE | re.DOTALL)
+    assert found[: len(expected)] == expected
     assert "stratified by genre, seed 42" in html
+    words = " ".join(html.split())
+    if headline is NO_INTERVAL:
+        assert "Test macro-F1 0.500 (no interval: a genre has a single test track)" in words
+    elif headline:
+        assert ("The chosen model: VGG16 + mel spectrogram, tuning round 2. Test macro-F1 0.712 "
+                "(95% interval 0.645 to 0.781), test accuracy 0.720") in words
+        assert "played no part in the choice" in words
+    else:
+        assert "chosen model" not in html
 
 
 def test_rules_name_existing_captions():

@@ -91,24 +91,97 @@ def test_missing_imagenet_weights_without_internet_name_url_and_path(imagenet_wo
     assert not (imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5").exists()
 
 
-def test_imagenet_weights_are_read_from_the_local_file(imagenet_workdir):
-    from genreflow.models import build_backbone, compute_embeddings
+def _test_made_vgg16_file(path):
+    """A weights file made here, in the layout of Keras' published ImageNet files."""
+    from genreflow.models import build_backbone
 
-    # a weights file made here, in the layout of Keras' published ImageNet files
     source = build_backbone("vgg16", 32, None)
     rng = np.random.default_rng(3)
     source.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in source.get_weights()])
-    target = imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_legacy_h5(source, target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_legacy_h5(source, path)
+    return path
 
+
+def test_a_hand_placed_imagenet_file_that_is_not_the_published_one_is_refused(imagenet_workdir):
+    """backbones.weights: imagenet reads resources/weights/<backbone>/imagenet_notop.h5 and
+    never downloads; a file there that is not Keras' published one stops the job, naming
+    both md5s, instead of being trained on as if it were ImageNet."""
+    from genreflow.io import file_md5
+    from genreflow.models import BACKBONES
+
+    target = _test_made_vgg16_file(imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5")
     _, output = snakemake(imagenet_workdir, "-n", "results/screening/selection.json")
     assert "fetch_weights" not in {rule for rule, _ in planned_jobs(output)}
-    snakemake(imagenet_workdir, "--cores", "2", "results/screening/selection.json")
-    cache = np.load(imagenet_workdir / "results/embeddings/vgg16/mel.npz")
-    index = pd.read_csv(imagenet_workdir / "results/features/mel/index.csv")
-    paths = [str(imagenet_workdir / path) for path in index["image"]]
-    expected = compute_embeddings("vgg16", 32, str(target), paths, batch_size=8)
+    code, output = snakemake(imagenet_workdir, "--cores", "2", "results/embeddings/vgg16/mel.npz",
+                             check=False)
+    assert code != 0
+    log = (imagenet_workdir / "logs/embed_images/vgg16/mel.log").read_text()
+    assert file_md5(target) in log and BACKBONES["vgg16"].weights_md5 in log
+    assert "snakemake fetch_weights" in log
+    assert not (imagenet_workdir / "results/embeddings/vgg16/mel.npz").exists()
+
+
+def test_a_weights_file_of_another_training_is_used_and_says_what_it_is(tmp_path):
+    from genreflow.io import file_md5
+    from genreflow.models import BackboneWeights, compute_embeddings
+
+    workdir = tmp_path
+    make_tiny_gtzan(workdir / "corpus", clips_per_genre=3, seconds=4.0)
+    weights = _test_made_vgg16_file(workdir / "mine" / "vgg16_finetuned.h5")
+    config = imagenet_config()
+    config["backbones"]["weights"] = "mine/vgg16_finetuned.h5"
+    config["audio"] = {"seconds": 4.0, "min_seconds": 3.0}
+    write_config(workdir, config)
+    snakemake(workdir, "--cores", "2", "results/screening/selection.json")
+    cache = np.load(workdir / "results/embeddings/vgg16/mel.npz")
+    index = pd.read_csv(workdir / "results/features/mel/index.csv")
+    paths = [str(workdir / path) for path in index["image"]]
+    md5 = file_md5(weights)
+    expected = compute_embeddings("vgg16", 32, BackboneWeights("file", str(weights), md5), paths,
+                                  batch_size=8)
     np.testing.assert_allclose(cache["embeddings"], expected, rtol=1e-5, atol=1e-6)
-    metrics = json.loads((imagenet_workdir / "results/screening/vgg16/mel/metrics.json").read_text())
-    assert metrics["pretrained"] is True and metrics["weights"] == "imagenet"
+    metrics = json.loads((workdir / "results/screening/vgg16/mel/metrics.json").read_text())
+    assert metrics["weights"] == f"file mine/vgg16_finetuned.h5 (md5 {md5})"
+    assert metrics["weights_source"] == "file" and metrics["pretrained"] is True
+    tables = (workdir / "results/screening/tables.md").read_text()
+    assert "**USER WEIGHTS FILE: not Keras' published ImageNet weights; the image backbones start from file mine/vgg16_finetuned.h5" in tables
+
+
+def test_the_gtzan_filtered_preset_plans_the_lists_and_the_imagenet_weights(tmp_path):
+    """On a GTZAN-layout corpus the artist-filtered preset fetches its split lists and
+    every backbone's ImageNet file; the preset also holds under --configfile (the config
+    file is not an override of the preset, --config is)."""
+    folder = tmp_path / "gtzan" / "genres_original"
+    from genreflow import GENRES
+
+    for genre in GENRES:
+        (folder / genre).mkdir(parents=True)
+        for index in range(3):
+            (folder / genre / f"{genre}.{index:05d}.wav").write_bytes(b"")
+    write_config(tmp_path, {})
+    _, output = snakemake(tmp_path, "-n", "--config", "preset=gtzan_filtered",
+                          "dataset={kind: gtzan, root: gtzan}")
+    planned = planned_jobs(output)
+    assert ("fetch_split_lists", "") in planned
+    assert sorted(w for rule, w in planned if rule == "fetch_weights") == [
+        f"backbone={name}" for name in ("efficientnetb0", "inceptionv3", "resnet50", "vgg16")]
+    assert "resources/splits/fault_filtered/train_filtered.txt" in output
+    assert sum(rule == "embed_audio" for rule, _ in planned) == 2  # the preset's two taggers
+
+
+def test_offline_the_split_lists_say_where_to_put_each_file(tmp_path):
+    from genreflow.splits import FAULT_FILTERED_LISTS
+
+    env = {**os.environ, "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    make_tiny_gtzan(tmp_path / "corpus", clips_per_genre=3, seconds=4.0)
+    config = imagenet_config()
+    config["splits"] = {"lists": "fault_filtered"}
+    config["audio"] = {"seconds": 4.0, "min_seconds": 3.0}
+    write_config(tmp_path, config)
+    code, output = snakemake(tmp_path, "--cores", "1", "fetch_split_lists", check=False, env=env)
+    assert code != 0
+    for published in FAULT_FILTERED_LISTS.values():
+        assert published.url in output and f"put it at {published.target}" in output
+    assert not (tmp_path / "resources/splits/fault_filtered").exists() or not any(
+        (tmp_path / "resources/splits/fault_filtered").iterdir())

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -78,3 +80,102 @@ def test_make_splits_is_byte_identical_across_reruns(tmp_path):
         make_splits(str(clips_csv), str(rejected_csv), settings, None, out, str(tmp_path / "u.csv"), log=lambda m: None)
         outputs.append([open(out[s], "rb").read() for s in ("train", "valid", "test")])
     assert outputs[0] == outputs[1]
+
+
+# ------------------------------------------------------- the fault-filtered GTZAN split
+def _published(tmp_path, texts):
+    """PublishedLists served from file:// URLs made here, with their own checksums, and
+    targets under tmp_path: the fetch's own code path, without the internet."""
+    import dataclasses
+    import hashlib
+
+    from genreflow.splits import FAULT_FILTERED_LISTS
+
+    server = tmp_path / "server"
+    server.mkdir()
+    lists = []
+    for split, text in texts.items():
+        source = server / f"{split}_filtered.txt"
+        source.write_text(text)
+        lists.append(dataclasses.replace(
+            FAULT_FILTERED_LISTS[split], url=source.as_uri(),
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+            target=str(tmp_path / "resources" / f"{split}_filtered.txt")))
+    return lists
+
+
+def test_fetch_split_lists_downloads_checks_and_keeps_verified_files(tmp_path):
+    from genreflow.splits import fetch_published_lists
+
+    lists = _published(tmp_path, {"train": "blues/blues.00001.wav\n", "valid": "jazz/jazz.00002.wav\n"})
+    said = []
+    fetch_published_lists(lists, log=said.append)
+    assert [Path(p.target).read_text() for p in lists] == ["blues/blues.00001.wav\n", "jazz/jazz.00002.wav\n"]
+    assert all("checksum verified" in line for line in said)
+    # files already there with the right checksum are used as they are, not fetched again
+    for published in lists:
+        Path(published.url.removeprefix("file://")).unlink()
+    fetch_published_lists(lists, log=said.append)
+    assert said[-1].endswith("already there, checksum verified")
+
+
+def test_a_download_with_another_checksum_is_refused_naming_both(tmp_path):
+    import dataclasses
+
+    from genreflow.splits import fetch_published_lists
+
+    (published,) = _published(tmp_path, {"test": "rock/rock.00003.wav\n"})
+    wrong = dataclasses.replace(published, sha256="0" * 64)
+    with pytest.raises(ValueError) as error:
+        fetch_published_lists([wrong], log=lambda m: None)
+    assert "0" * 64 in str(error.value) and published.sha256 in str(error.value)
+    assert not Path(wrong.target).exists()
+    assert list(Path(wrong.target).parent.iterdir()) == []  # no half-written file either
+
+
+def test_offline_the_error_names_every_url_and_target(tmp_path):
+    import dataclasses
+
+    from genreflow.splits import FAULT_FILTERED_LISTS, fetch_published_lists
+
+    lists = [dataclasses.replace(published, url=f"http://127.0.0.1:9/{published.split}.txt",
+                                 target=str(tmp_path / published.target))
+             for published in FAULT_FILTERED_LISTS.values()]
+    with pytest.raises(RuntimeError) as error:
+        fetch_published_lists(lists, log=lambda m: None, timeout=5)
+    message = str(error.value)
+    for published in lists:
+        assert published.url in message and f"put it at {published.target}" in message
+        assert published.sha256 in message
+
+
+def test_the_pinned_lists_are_the_published_commit():
+    from genreflow.splits import FAULT_FILTERED_LISTS
+
+    commit = "bdad579ea6cb37b665ea6019fe1026a6ce20cbc7"
+    assert {split: p.url for split, p in FAULT_FILTERED_LISTS.items()} == {
+        split: f"https://raw.githubusercontent.com/coreyker/dnn-mgr/{commit}/gtzan/{split}_filtered.txt"
+        for split in ("train", "valid", "test")
+    }
+    assert FAULT_FILTERED_LISTS["train"].sha256.startswith("2b04966cef14")
+    assert FAULT_FILTERED_LISTS["test"].target == "resources/splits/fault_filtered/test_filtered.txt"
+
+
+def test_make_splits_refuses_a_list_that_is_not_the_published_one(tmp_path):
+    from genreflow.splits import FAULT_FILTERED_LISTS
+
+    clips_csv = tmp_path / "clips.csv"
+    corpus(4).to_csv(clips_csv, index=False)
+    rejected_csv = tmp_path / "rejected.csv"
+    pd.DataFrame(columns=["path", "genre", "clip", "reason"]).to_csv(rejected_csv, index=False)
+    lists = {}
+    for split in ("train", "valid", "test"):
+        lists[split] = str(tmp_path / f"{split}_filtered.txt")
+        Path(lists[split]).write_text("blues/blues.00000.wav\n")
+    checksums = {split: p.sha256 for split, p in FAULT_FILTERED_LISTS.items()}
+    out = {s: str(tmp_path / f"out_{s}.csv") for s in ("train", "valid", "test")}
+    with pytest.raises(ValueError) as error:
+        make_splits(str(clips_csv), str(rejected_csv), {}, lists, out, str(tmp_path / "u.csv"),
+                    log=lambda m: None, list_checksums=checksums)
+    assert checksums["train"] in str(error.value) and "fetch_split_lists" in str(error.value)
+    assert not Path(out["train"]).exists()

@@ -22,7 +22,7 @@ from genreflow.tuning import (
     Dimension,
     RoundContext,
     RoundPlan,
-    TuningData,
+    ModelData,
     claim_trial,
     fit_layers,
     holds_slot,
@@ -372,16 +372,19 @@ def separable_embeddings(seed=0):
         )
 
     (x_train, y_train), (x_valid, y_valid) = split(200), split(60)
-    return TuningData(
+    def rows(labels, offset):
+        return {"clip": np.arange(offset, offset + len(labels)).astype(str),
+                "segment": np.zeros(len(labels), dtype=int), "label": labels}
+
+    return ModelData(
         kind="transfer",
         backbone="vgg16",
         genres=[f"g{i}" for i in range(10)],
         image_size=32,
-        weights_path=None,
+        weights=None,
         examples={},
         embeddings={"train": x_train, "valid": x_valid},
-        embedding_labels={"train": y_train, "valid": y_valid},
-        embedding_clips={"train": np.arange(200).astype(str), "valid": np.arange(60).astype(str)},
+        embedding_rows={"train": rows(y_train, 0), "valid": rows(y_valid, 200)},
     )
 
 

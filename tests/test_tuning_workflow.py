@@ -228,24 +228,25 @@ def test_each_round_starts_from_the_previous_rounds_best(chain):
 
 def test_best_trials_rebuild_their_models(chain, monkeypatch):
     from genreflow import GENRES
-    from genreflow.tuning import build_model_from_best, head_statistics, training_data
+    from genreflow.tuning import build_model_from_best, load_model_data, split_dataset, trial_model
 
     workdir, _, _ = chain
     monkeypatch.chdir(workdir)  # the feature index lists images relative to the working directory
     manifests = {split: f"results/splits/{split}.csv" for split in ("train", "valid", "test")}
     for path, channels in ((R2, 3), (BASE, 1)):
         record = best(workdir, path)
-        data = training_data(
-            record, "results/features/mel/index.csv", manifests, 32, GENRES, seed=0
-        )
-        stats = None
-        if record["backbone"] != "baseline_cnn":
-            stats = head_statistics("results/embeddings/vgg16/mel.npz", manifests)
-        model = build_model_from_best(record, 32, None, len(GENRES), stats=stats)
-        images, labels = next(iter(data.test))
+        backbone = record["backbone"]
+        embeddings = None if backbone == "baseline_cnn" else "results/embeddings/vgg16/mel.npz"
+        data = load_model_data(backbone, "results/features/mel/index.csv", manifests, GENRES, 32,
+                               embeddings)
+        model = build_model_from_best(record, 32, None, len(GENRES), stats=data.stats)
+        test = split_dataset(data.examples["test"], backbone, 32, 8, False, 0)
+        images, labels = next(iter(test))
         assert images.shape[-1] == channels
         assert model.predict(images, verbose=0).shape == (len(labels), len(GENRES))
-        assert len(data.examples["test"]) == sum(len(batch[1]) for batch in data.test)
+        assert len(data.examples["test"]) == sum(len(batch[1]) for batch in test)
+        built = trial_model(data, record["params"], seed=0)
+        assert built.batch_size == record["params"]["batch_size"]
 
 
 # ---------------------------------------------------------------- what reruns

@@ -6,6 +6,7 @@ with logged_job(snakemake) as log:
     embed_index(
         backbone=snakemake.wildcards.backbone,
         image_size=snakemake.params.image_size,
+        weights_setting=snakemake.params.weights,
         weights_path=snakemake.input.get("weights"),
         index_csv=snakemake.input.index,
         genres=snakemake.params.genres,

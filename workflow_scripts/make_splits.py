@@ -8,6 +8,7 @@ with logged_job(snakemake) as log:
         rejected_csv=snakemake.input.rejected,
         settings=snakemake.params.settings,
         list_paths=list_paths or None,
+        list_checksums=snakemake.params.list_checksums,
         out={split: snakemake.output[split] for split in SPLITS},
         unmatched_csv=snakemake.output.unmatched,
         log=log,

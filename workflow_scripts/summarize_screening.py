@@ -3,8 +3,11 @@ from genreflow.screening import summarize_screening
 
 with logged_job(snakemake) as log:
     summarize_screening(
-        metrics_jsons=list(snakemake.input),
+        metrics_jsons=list(snakemake.input.metrics),
+        predictions_csvs=list(snakemake.input.predictions),
         about=snakemake.params.about,
+        genres=snakemake.params.genres,
+        bootstrap=snakemake.params.bootstrap,
         min_f1=snakemake.params.min_f1,
         top_k=snakemake.params.top_k,
         out_summary=snakemake.output.summary,

@@ -1,6 +1,7 @@
 from genreflow.evaluation import train_final
 from genreflow.jobs import logged_job
-from genreflow.screening import SPLITS, limit_threads
+from genreflow.scoring import SPLITS
+from genreflow.screening import limit_threads
 
 with logged_job(snakemake) as log:
     limit_threads(snakemake.threads)
@@ -10,9 +11,8 @@ with logged_job(snakemake) as log:
         index_csv=snakemake.input.get("index"),
         embeddings_npz=snakemake.input.get("embeddings"),
         manifests={split: snakemake.input[split] for split in SPLITS},
-        image_size=snakemake.params.image_size,
+        settings=snakemake.params.settings,
         weights_path=snakemake.input.get("weights"),
-        genres=snakemake.params.genres,
         about=snakemake.params.about,
         training=snakemake.params.training,
         out_metrics=snakemake.output.metrics,

@@ -1,5 +1,6 @@
 from genreflow.jobs import logged_job
-from genreflow.screening import SPLITS, limit_threads, screen_head
+from genreflow.scoring import SPLITS
+from genreflow.screening import limit_threads, screen_head
 
 with logged_job(snakemake) as log:
     limit_threads(snakemake.threads)

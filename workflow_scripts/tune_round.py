@@ -1,5 +1,6 @@
 from genreflow.jobs import logged_job
-from genreflow.screening import SPLITS, limit_threads
+from genreflow.scoring import SPLITS
+from genreflow.screening import limit_threads
 from genreflow.tuning import run_worker
 
 with logged_job(snakemake) as log:

@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from genreflow.io import file_md5
+from genreflow.run_info import AUDIO_FEATURE, MUSICNN_MODELS, is_audio_backbone  # noqa: F401
 
-AUDIO_FEATURE = "audio"
-MUSICNN_MODELS = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
 # Tags each checkpoint was trained on (the logits' width).
 MUSICNN_CLASSES = {"MSD_musicnn": 50, "MTT_musicnn": 50}
 # md5 of the checkpoint files in the musicnn 0.1.0 wheel: a corrupted or swapped copy is
@@ -56,10 +55,6 @@ PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_le
 
 class CheckpointError(RuntimeError):
     """A musicnn checkpoint that is missing, corrupted, or did not restore."""
-
-
-def is_audio_backbone(name: str) -> bool:
-    return name in MUSICNN_MODELS
 
 
 def checkpoint_root(setting: str | None) -> Path:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from genreflow import GENRES
+from genreflow.registry import IMAGE_BACKBONES
+
 SCHEMA_FILE = "config.schema.yaml"
-# Smallest input side of each backbone, here rather than read from genreflow.models so
-# that validating a config does not import TensorFlow (seconds on every `snakemake -n`);
-# tests/test_models.py checks that the two agree.
-BACKBONE_MIN_SIZES = {"efficientnetb0": 32, "inceptionv3": 75, "resnet50": 32, "vgg16": 32}
 AUDIO_BACKBONES = ("musicnn_msd", "musicnn_mtt")
 
 
@@ -32,6 +31,7 @@ def load_schema() -> dict:
 
 
 def load_preset(name: str) -> dict:
+    """A preset's values; a preset that says `extends: <other>` is merged over that one."""
     source = resources.files("genreflow").joinpath("presets", f"{name}.yaml")
     if not source.is_file():
         known = sorted(
@@ -40,7 +40,9 @@ def load_preset(name: str) -> dict:
             if entry.name.endswith(".yaml")
         )
         raise ConfigError(f"config key preset: unknown preset {name!r}; known: {known}")
-    return yaml.safe_load(source.read_text()) or {}
+    preset = yaml.safe_load(source.read_text()) or {}
+    base = preset.pop("extends", None)
+    return deep_merge(load_preset(base), preset) if base else preset
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -164,18 +166,35 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         )
     image_size = config["features"]["image_size"]
     for backbone in config["backbones"]["names"]:
-        if backbone in BACKBONE_MIN_SIZES and image_size < BACKBONE_MIN_SIZES[backbone]:
+        spec = IMAGE_BACKBONES.get(backbone)
+        if spec is not None and image_size < spec.min_size:
             problems.append(
                 f"config key features.image_size: {image_size} is below the minimum input "
-                f"size {BACKBONE_MIN_SIZES[backbone]} of backbone {backbone}; raise it or "
+                f"size {spec.min_size} of backbone {backbone}; raise it or "
                 f"remove {backbone} from backbones.names"
             )
     weights = config["backbones"]["weights"]
-    if weights not in ("imagenet", "none") and not os.path.isfile(os.path.join(base_dir, weights)):
-        problems.append(
-            f"config key backbones.weights: {weights!r} is neither 'imagenet', 'none' nor an "
-            "existing weights file"
-        )
+    image_backbones = [name for name in config["backbones"]["names"] if name in IMAGE_BACKBONES]
+    if weights not in ("imagenet", "none"):
+        if not os.path.isfile(os.path.join(base_dir, weights)):
+            problems.append(
+                f"config key backbones.weights: {weights!r} is neither 'imagenet', 'none' nor "
+                "an existing weights file"
+            )
+        elif len(image_backbones) > 1:
+            problems.append(
+                f"config key backbones.weights: the weights file {weights!r} fits one "
+                f"backbone, but backbones.names lists {len(image_backbones)} image backbones "
+                f"{image_backbones}; keep the one it belongs to, or use 'imagenet'"
+            )
+    if dataset["kind"] == "synthetic":
+        unknown = [genre for genre in dataset["genres"] if genre not in GENRES]
+        if unknown:
+            problems.append(
+                f"config key dataset.genres: the synthetic demo corpus renders only GTZAN's "
+                f"genres {list(GENRES)}, not {unknown}; for other genres use dataset.kind "
+                "gtzan with a folder of one sub-folder per genre"
+            )
     problems.extend(_audio_backbone_problems(config, base_dir))
     for i, length in enumerate(config["segments"]["compare"] or []):
         if length is not None and length > audio["seconds"]:
@@ -190,7 +209,7 @@ def _relations(config: dict, base_dir: str) -> list[str]:
             "not 1"
         )
     lists = config["splits"]["lists"]
-    for split, path in (lists or {}).items():
+    for split, path in (lists if isinstance(lists, dict) else {}).items():
         if not os.path.isfile(os.path.join(base_dir, path)):
             problems.append(f"config key splits.lists.{split}: file {path!r} does not exist")
     problems.extend(_tuning_relations(config))

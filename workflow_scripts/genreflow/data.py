@@ -15,7 +15,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
-from genreflow import GENRES
+from genreflow.scoring import genre_labels
 
 INDEX_COLUMNS = ("clip", "segment", "genre", "image")
 MANIFEST_COLUMNS = ("clip", "genre")
@@ -32,15 +32,6 @@ def _read_csv_with_columns(
             f"{path}: missing column(s) {missing}; expected {list(columns)}"
         )
     return frame
-
-
-def genre_labels(genres: Sequence[str]) -> np.ndarray:
-    """Genre names -> int32 labels (index in GENRES)."""
-    position = {genre: label for label, genre in enumerate(GENRES)}
-    unknown = sorted(set(genres) - position.keys())
-    if unknown:
-        raise ValueError(f"unknown genre(s) {unknown}; known: {list(GENRES)}")
-    return np.array([position[genre] for genre in genres], dtype=np.int32)
 
 
 def _check_no_missing_images(joined: pd.DataFrame, index_csv, manifest_csv) -> None:
@@ -66,12 +57,12 @@ def _check_genres_agree(joined: pd.DataFrame, index_csv, manifest_csv) -> None:
 
 
 def examples_for_split(
-    index_csv: str | os.PathLike, manifest_csv: str | os.PathLike
+    index_csv: str | os.PathLike, manifest_csv: str | os.PathLike, genres: Sequence[str]
 ) -> pd.DataFrame:
     """Image rows of the clips in one split manifest.
 
-    Returns columns clip, segment, genre, image, label, sorted by clip then segment,
-    so that every consumer sees the same order.
+    Returns columns clip, segment, genre, image, label (the genre's position in `genres`,
+    dataset.genres), sorted by clip then segment, so that every consumer sees the same order.
     """
     index = _read_csv_with_columns(index_csv, INDEX_COLUMNS)
     manifest = _read_csv_with_columns(manifest_csv, MANIFEST_COLUMNS)
@@ -84,7 +75,7 @@ def examples_for_split(
     _check_genres_agree(joined, index_csv, manifest_csv)
     examples = joined.drop(columns="genre_index")
     examples["segment"] = examples["segment"].astype(int)
-    examples["label"] = genre_labels(examples["genre"])
+    examples["label"] = genre_labels(examples["genre"], genres, str(manifest_csv))
     examples = examples.sort_values(["clip", "segment"], kind="mergesort")
     return examples.reset_index(drop=True)[
         ["clip", "segment", "genre", "image", "label"]

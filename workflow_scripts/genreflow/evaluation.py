@@ -15,25 +15,16 @@ summarising jobs start in a fraction of a second.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genreflow.io import read_json, write_csv, write_json, write_text_atomic
-from genreflow.screening import (
-    SPLITS,
-    caveats,
-    predictions_frame,
-    score,
-    track_probabilities,
-)
-
-BASELINE = "baseline_cnn"
+from genreflow.run_info import BASELINE, caveats, is_audio_backbone
+from genreflow.scoring import SPLITS, predictions_frame, score
 
 BACKBONE_NAMES = {
     "efficientnetb0": "EfficientNetB0",
@@ -60,7 +51,7 @@ _SCORES = [
     (split, level, metric)
     for split in ("test", "valid")
     for level in ("tracks", "examples")
-    for metric in ("macro_f1", "accuracy")
+    for metric in ("macro_f1", "accuracy", "loss")
 ]
 
 
@@ -78,71 +69,7 @@ def _column(split: str, level: str, metric: str) -> str:
     return f"{split}_{infix}{metric}"
 
 
-# ---------------------------------------------------------------------- model inputs
-
-
-def tuning_model_builder(best: Mapping, image_size: int, weights_path, n_classes: int, stats=None):
-    """Default model builder: the tuning stage's own, so the final model is the tuned one."""
-    from genreflow.tuning import build_model_from_best
-
-    return build_model_from_best(best, image_size, weights_path, n_classes, stats=stats)
-
-
-def tuning_data_builder(best: Mapping, index_csv: str, manifests: Mapping[str, str],
-                        image_size: int, genres: Sequence[str], seed: int):
-    """Default data builder: the tuning stage's datasets (train shuffled with `seed`;
-    valid and test in the order of `.examples`), with the preprocessing it tuned with."""
-    from genreflow.tuning import training_data
-
-    return training_data(best, index_csv, manifests, image_size, genres, seed=seed)
-
-
-def backbone_statistics(model, backbone: str, paths: Sequence[str], image_size: int,
-                        batch_size: int = 32):
-    """Mean and variance of the pooled backbone features of `paths` (the training images)
-    under `model`'s own backbone, for the head's input standardisation.
-
-    With pretrained weights these equal the statistics of the screening cache that tuning
-    used. With random initialisation (`backbones.weights: none`) every build draws other
-    backbone weights, so the cache's features come from a different network, at a scale
-    that can differ by orders of magnitude; hence the model's own. None for models
-    without a backbone (the baseline CNN).
-    """
-    from genreflow.data import image_dataset
-    from genreflow.models import (
-        backbone_spec,
-        classifier_backbone,
-        embedding_model,
-        feature_statistics,
-    )
-
-    try:
-        inner = classifier_backbone(model)
-    except ValueError:
-        return None
-    images = image_dataset(list(paths), None, image_size, batch_size, shuffle=False, seed=0,
-                           preprocess=backbone_spec(backbone).preprocess_input)
-    return feature_statistics(embedding_model(inner).predict(images, verbose=0))
-
-
-def embedding_training_data(embeddings_npz: str, manifests: Mapping[str, str],
-                            genres: Sequence[str]):
-    """TrainingData of an audio backbone: (embeddings, labels) arrays per split, and the
-    examples' clip/segment/label frames in the same order."""
-    from genreflow.io import load_embeddings
-    from genreflow.screening import split_rows
-    from genreflow.tuning import TrainingData
-
-    cache = load_embeddings(embeddings_npz)
-    rows = split_rows(cache.clip, manifests)
-    arrays, examples = {}, {}
-    for split in SPLITS:
-        picked = rows[split]
-        arrays[split] = (cache.embeddings[picked], cache.label[picked])
-        examples[split] = pd.DataFrame({"clip": cache.clip[picked],
-                                        "segment": cache.segment[picked],
-                                        "label": cache.label[picked]})
-    return TrainingData(**arrays, examples=examples)
+# -------------------------------------------------------------------------- one seed
 
 
 def check_best_trial(best: Mapping, about: Mapping, path: str) -> None:
@@ -182,106 +109,126 @@ def _headline(scores: Mapping, segmented: bool) -> dict:
     return flat
 
 
-# -------------------------------------------------------------------------- one seed
+def split_inputs(data, built, split: str):
+    """What a model built by `trial_model` predicts on for `split`, and those examples'
+    clip, segment and label, in the order of the inputs."""
+    from genreflow.tuning import split_dataset
+
+    if isinstance(built.train_data, tuple):  # a head on the cached embeddings
+        rows = data.embedding_rows[split]
+        return data.embeddings[split], rows["clip"], rows["segment"], rows["label"]
+    frame = data.examples[split]
+    inputs = split_dataset(frame, data.backbone, data.image_size, built.batch_size, False, 0)
+    return inputs, frame["clip"].to_numpy(), frame["segment"].to_numpy(), frame["label"].to_numpy()
+
+
+def full_image_model(data, best: Mapping, head, batch_size: int, log=print):
+    """The model to save for a head trained on cached embeddings of an image backbone:
+    backbone + the trained head, one file that takes images.
+
+    Its backbone must be the network the embedding cache was made with (the same weights,
+    or for random init the same seed): on the first test images its pooled features must
+    equal the cached ones, to within 5% of each feature's spread over the training images
+    (float rounding of two forward passes stays orders of magnitude below, another network
+    far above). Otherwise the job stops instead of saving a model that is not the one tested.
+    """
+    from genreflow.models import build_classifier, classifier_backbone, embedding_model
+    from genreflow.models import predict_proba, transfer_head_weights
+    from genreflow.tuning import head_config, split_dataset
+
+    model = build_classifier(
+        data.backbone, data.image_size, data.weights, head_config(best["params"]),
+        len(data.genres), stats=data.stats, backbone_seed=data.backbone_seed,
+    )
+    transfer_head_weights(head, model)
+    probe = data.examples["test"].iloc[: min(8, len(data.examples["test"]))]
+    images = split_dataset(probe, data.backbone, data.image_size, batch_size, False, 0)
+    rows = data.embedding_rows["test"]
+    position = {key: i for i, key in enumerate(zip(rows["clip"], rows["segment"]))}
+    cached = data.embeddings["test"][[position[key] for key in zip(probe["clip"], probe["segment"])]]
+    features = predict_proba(embedding_model(classifier_backbone(model)), images)
+    gap = float(np.max(np.abs(features - cached) / np.sqrt(data.stats[1])))
+    if gap > 0.05:
+        raise RuntimeError(
+            f"the {data.backbone} backbone rebuilt for model.keras gives pooled features up "
+            f"to {gap:.2f} spreads away from the cached embeddings of the same test images: "
+            "it is not the network the embedding cache was made with (weights or "
+            "screening.seed changed since?); rerun embed_images for it"
+        )
+    log(f"model.keras = backbone + head; its backbone reproduces the cached embeddings of "
+        f"{len(probe)} test images to {gap:.1e} of their spread")
+    return model
 
 
 def train_final(
     best_trial_json: str,
     seed: int,
-    index_csv: str,
+    index_csv: str | None,
+    embeddings_npz: str | None,
     manifests: Mapping[str, str],
-    image_size: int,
+    settings: Mapping,
     weights_path: str | None,
-    genres: Sequence[str],
     about: Mapping,
     training: Mapping,
     out_metrics: str,
     out_predictions: str,
     out_history: str,
     out_model: str,
-    build_model: Callable | None = None,
-    build_data: Callable | None = None,
-    embeddings_npz: str | None = None,
     log=print,
 ) -> None:
     """Train one model with its best hyperparameters and `seed`; test it once.
 
-    `training` holds `patience` and `epochs` (None: the tuned `params["epochs"]`).
-    `build_model(best, image_size, weights_path, n_classes, stats=...)` and
-    `build_data(best, index_csv, manifests, image_size, genres, seed)` (returning
-    `.train`, `.valid`, `.test` datasets and `.examples` frames) default to the tuning
-    stage's `build_model_from_best` and `training_data`.
-
-    A backbone model is built twice from the same seed: once to measure its pooled
-    features on the training images (`backbone_statistics`), then with those statistics
-    in its head; the seed makes both builds draw the same backbone weights.
-
-    An audio backbone (musicnn) has no images: its head is trained on the cached
-    embeddings (`embeddings_npz`) and the saved model takes an embedding as input.
+    The model is its trial's (`genreflow.tuning.trial_model`) trained by the trial's rule
+    (`genreflow.models.train`: the epoch of lowest validation loss), so the final model is
+    the tuned one. `settings` are the tuning settings (genres, image_size, weights,
+    backbone_seed, patience); `training` may override `epochs` and `patience` (None: the
+    tuned configuration's). A frozen backbone's head trains on the cached embeddings, and
+    the saved model.keras is backbone + head (`full_image_model`); an audio backbone's model
+    is its head, which takes an embedding.
     """
-    from genreflow.audio_embeddings import is_audio_backbone
-    from genreflow.models import build_head, feature_statistics, predict_proba
-    from genreflow.models import seed_everything, train
-    from genreflow.tuning import head_config
+    from genreflow.models import predict_proba, train
+    from genreflow.tuning import _resolved_weights, load_model_data, trial_model
 
-    build_model = build_model or tuning_model_builder
-    build_data = build_data or tuning_data_builder
     best = read_json(best_trial_json)
     check_best_trial(best, about, best_trial_json)
-    params = best["params"]
+    params = dict(best["params"])
     backbone = best["backbone"]
-    on_embeddings = is_audio_backbone(backbone)
-    if on_embeddings:
-        if embeddings_npz is None:
-            raise ValueError(f"{backbone} trains on embeddings, but no embedding cache was given")
-        data = embedding_training_data(embeddings_npz, manifests, genres)
-    else:
-        data = build_data(best, index_csv, manifests, image_size, genres, seed)
-    examples = data.examples
-    epochs = int(training["epochs"] if training.get("epochs") is not None else params["epochs"])
-    batch_size = int(params.get("batch_size", 32))
+    genres = settings["genres"]
+    if training.get("epochs") is not None:
+        params["epochs"] = int(training["epochs"])
+    patience = int(training.get("patience") or settings["patience"])
+    data = load_model_data(
+        backbone, index_csv, manifests, genres, settings["image_size"], embeddings_npz,
+        _resolved_weights(backbone, settings, weights_path), settings.get("backbone_seed", 0),
+    )
+    built = trial_model(data, params, seed)
+    on_embeddings = isinstance(built.train_data, tuple)
     log(
         f"{model_label(backbone, best['feature'])}, round {best.get('round')}, seed {seed}: "
-        + ", ".join(f"{split} {len(examples[split])}" for split in SPLITS)
-        + f" {'embeddings' if on_embeddings else 'images'}; {epochs} epochs max, "
-        + f"batch {batch_size}; "
-        + ("head on cached audio embeddings" if on_embeddings
-           else "random init" if weights_path is None else f"weights {weights_path}")
+        + ", ".join(f"{split} {len(built_split)}" for split, built_split in
+                    ((split, split_inputs(data, built, split)[1]) for split in SPLITS))
+        + f" {'embeddings (head on the cached embeddings)' if on_embeddings else 'images'}; "
+        + f"{params['epochs']} epochs max, patience {patience}, batch {built.batch_size}; "
+        + ("random init" if data.weights is None else data.weights.describe())
     )
-    stats = None
-    if on_embeddings:
-        x_train = data.train[0]
-        model = build_head(x_train.shape[1], head_config(params), len(genres), seed=seed,
-                           stats=feature_statistics(x_train))
-    else:
-        if backbone != BASELINE:
-            seed_everything(seed)
-            probe = build_model(best, image_size, weights_path, len(genres), stats=None)
-            stats = backbone_statistics(probe, backbone, examples["train"]["image"],
-                                        image_size, batch_size)
-            del probe
-        seed_everything(seed)
-        model = build_model(best, image_size, weights_path, len(genres), stats=stats)
-    history = train(
-        model, data.train, data.valid, epochs=epochs, batch_size=batch_size,
-        patience=int(training["patience"]), seed=seed, log=None,
-    )
+    fitted = train(built.model, built.train_data, built.validation, epochs=params["epochs"],
+                   patience=patience, batch_size=built.batch_size, seed=seed)
     scores, predictions = {}, []
     for split in ("valid", "test"):
-        frame = examples[split]
-        inputs = getattr(data, split)
-        probabilities = predict_proba(model, inputs[0] if on_embeddings else inputs)
-        clips, labels = frame["clip"].to_numpy(), frame["label"].to_numpy()
+        inputs, clips, segments, labels = split_inputs(data, built, split)
+        probabilities = predict_proba(built.model, inputs)
         scores[split] = score(clips, labels, probabilities, genres)
-        predictions.append(
-            predictions_frame(split, clips, frame["segment"].to_numpy(), labels,
-                              probabilities, genres)
-        )
+        predictions.append(predictions_frame(split, clips, segments, labels, probabilities,
+                                             genres))
     segmented = any(scores[split]["tracks"]["n"] < scores[split]["examples"]["n"]
                     for split in scores)
     predictions = pd.concat(predictions, ignore_index=True)
     predictions.insert(0, "seed", int(seed))
+    history = fitted.history
     history.insert(0, "seed", int(seed))
+    model = built.model
+    if on_embeddings and not is_audio_backbone(backbone):
+        model = full_image_model(data, best, built.model, built.batch_size, log)
     save_model_atomic(model, out_model)
     write_csv(out_history, history)
     write_csv(out_predictions, predictions)
@@ -292,10 +239,12 @@ def train_final(
             "seed": int(seed),
             "params": params,
             "tuning": _tuning_record(best),
-            "epochs": epochs,
-            "batch_size": batch_size,
+            "epochs": int(params["epochs"]),
+            "patience": patience,
+            "batch_size": built.batch_size,
             "epochs_run": int(len(history)),
-            "best_epoch": int(history["val_loss"].idxmin()) + 1,
+            "best_epoch": fitted.best_epoch,
+            "trained_on": "embeddings" if on_embeddings else "images",
             "segmented": segmented,
             **_headline(scores, segmented),
             "valid": scores["valid"],
@@ -304,45 +253,17 @@ def train_final(
     )
     log(
         f"seed {seed}: valid macro-F1 {scores['valid']['tracks']['macro_f1']:.3f}, "
-        f"test macro-F1 {scores['test']['tracks']['macro_f1']:.3f} after {len(history)} epochs"
+        f"test macro-F1 {scores['test']['tracks']['macro_f1']:.3f} after {len(history)} "
+        f"epochs (kept epoch {fitted.best_epoch})"
     )
 
 
 def _tuning_record(best: Mapping) -> dict:
-    keys = ("value", "objective", "best_epoch", "trial_number", "n_trials", "n_complete",
+    keys = ("value", "objective", "best_epoch", "valid_loss", "patience", "trial_number",
+            "n_trials", "n_complete",
             "n_pruned", "n_failed", "n_interrupted", "sampler", "seed", "study_name",
             "inherited", "fixed")
     return {key: best[key] for key in keys if key in best}
-
-
-def track_predictions(predictions: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
-    """Track-level rows of a predictions table: each track's segment probabilities
-    averaged (`genreflow.screening.track_probabilities`) and the genre they pick.
-
-    Works per seed and split when the table has those columns (as predictions.csv does).
-    """
-    columns = [f"p_{genre}" for genre in genres]
-    keys = [key for key in ("seed", "split") if key in predictions.columns]
-    groups = predictions.groupby(keys, sort=True) if keys else [((), predictions)]
-    frames = []
-    for key, group in groups:
-        tracks, probabilities = track_probabilities(
-            group["clip"].to_numpy(), group[columns].to_numpy(dtype=np.float64)
-        )
-        truth = group.groupby("clip")["true"].agg(_single_value)
-        frame = pd.DataFrame({"clip": tracks, "true": truth.loc[tracks].to_numpy()})
-        frame["predicted"] = [genres[i] for i in probabilities.argmax(axis=1)]
-        frame[columns] = probabilities
-        for name, value in zip(keys, key if isinstance(key, tuple) else (key,)):
-            frame.insert(keys.index(name), name, value)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _single_value(values: pd.Series):
-    if values.nunique() != 1:
-        raise ValueError(f"segments of one track disagree on its genre: {sorted(set(values))}")
-    return values.iloc[0]
 
 
 # ------------------------------------------------------------------- across seeds
@@ -363,6 +284,7 @@ def _level_summary(levels: Sequence[Mapping], genres: Sequence[str]) -> dict:
     return {
         "macro_f1": mean_std([level["macro_f1"] for level in levels]),
         "accuracy": mean_std([level["accuracy"] for level in levels]),
+        "loss": mean_std([level["loss"] for level in levels]),
         "per_class": {
             genre: {
                 metric: mean_std([level["per_class"][genre][metric] for level in levels])
@@ -466,35 +388,69 @@ def format_mean_std(mean: float, std: float | None, digits: int = 3) -> str:
 # ------------------------------------------------------------------- across models
 
 SUMMARY_COLUMNS = (
-    "model", "backbone", "feature", "round", "n_seeds", "seeds",
-    "test_macro_f1_mean", "test_macro_f1_std", "test_accuracy_mean", "test_accuracy_std",
-    "valid_macro_f1_mean", "valid_macro_f1_std", "valid_accuracy_mean", "valid_accuracy_std",
+    "rank", "chosen", "model", "backbone", "feature", "round", "n_seeds", "seeds",
+    "valid_macro_f1_mean", "valid_macro_f1_std", "valid_loss_mean", "valid_accuracy_mean",
+    "test_macro_f1_mean", "test_macro_f1_std", "test_macro_f1_low", "test_macro_f1_high",
+    "test_accuracy_mean", "test_accuracy_std", "test_accuracy_low", "test_accuracy_high",
+    "delta_macro_f1", "delta_macro_f1_low", "delta_macro_f1_high",
     "test_segment_macro_f1_mean", "test_segment_macro_f1_std",
     "test_segment_accuracy_mean", "test_segment_accuracy_std",
-    "tuning_objective", "tuning_value", "corpus", "weights", "pretrained",
+    "tuning_objective", "tuning_value", "corpus", "split", "weights", "pretrained",
 )
 
 
-def summary_table(metrics_jsons: Sequence[str]) -> pd.DataFrame:
-    """One row per final model (all its seeds), best test macro-F1 first.
+def rank_by_validation(summary: pd.DataFrame) -> pd.DataFrame:
+    """Models ordered by validation macro-F1 (mean over seeds), ties broken by the lower
+    validation loss, then by name; the first is the chosen model. The test columns play
+    no part: ranking by them would report the best of many models on the test split."""
+    ranked = summary.sort_values(
+        ["valid_macro_f1_mean", "valid_loss_mean", "backbone", "feature", "round"],
+        ascending=[False, True, True, True, True], kind="mergesort",
+    ).reset_index(drop=True)
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    ranked["chosen"] = ranked["rank"] == 1
+    return ranked
 
-    Ranking by the test score is reporting, not selection: nothing downstream uses it.
-    Segment-level columns are empty when clips were not cut into segments.
-    """
-    rows = []
-    for path in metrics_jsons:
-        record = read_json(path)
+
+def summary_table(
+    metrics_jsons: Sequence[str], predictions_csvs: Sequence[str], genres: Sequence[str],
+    bootstrap,
+) -> pd.DataFrame:
+    """One row per final model (all its seeds), ranked by validation (`rank_by_validation`),
+    with a bootstrap interval on each test score and the paired difference of test
+    macro-F1 to the chosen model (`genreflow.intervals`). Segment-level columns are empty
+    when clips were not cut into segments."""
+    from genreflow.intervals import paired_difference, same_tracks, score_intervals
+    from genreflow.intervals import tracks_of_test_split
+
+    rows, tracks = [], []
+    for metrics_json, predictions_csv in zip(metrics_jsons, predictions_csvs, strict=True):
+        record = read_json(metrics_json)
         row = {key: record.get(key) for key in SUMMARY_COLUMNS}
         row["seeds"] = " ".join(str(seed) for seed in record["seeds"])
         row["tuning_objective"] = record.get("tuning", {}).get("objective")
         row["tuning_value"] = record.get("tuning", {}).get("value")
+        model_tracks = tracks_of_test_split(pd.read_csv(predictions_csv, dtype={"clip": str}),
+                                            genres)
+        for metric, interval in score_intervals(model_tracks.labels, model_tracks.predicted,
+                                                len(genres), bootstrap).items():
+            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
         rows.append(row)
+        tracks.append(model_tracks)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    summary = summary.sort_values(
-        ["test_macro_f1_mean", "backbone", "feature", "round"],
-        ascending=[False, True, True, True], kind="mergesort",
-    )
-    return summary.reset_index(drop=True)
+    summary["position"] = np.arange(len(summary))
+    order = rank_by_validation(summary)
+    tracks = [tracks[i] for i in order["position"]]
+    chosen = tracks[0]
+    for i, other in enumerate(tracks):
+        same_tracks(chosen, other, f"{order.loc[i, 'model']} round {order.loc[i, 'round']}")
+        if i == 0:
+            continue
+        delta = paired_difference(chosen.labels, other.predicted, chosen.predicted, len(genres),
+                                  bootstrap)["macro_f1"]
+        order.loc[i, ["delta_macro_f1", "delta_macro_f1_low", "delta_macro_f1_high"]] = (
+            delta.estimate, delta.low, delta.high)
+    return order[list(SUMMARY_COLUMNS)]
 
 
 def _cell(row, column: str) -> str:
@@ -504,81 +460,117 @@ def _cell(row, column: str) -> str:
     return format_mean_std(float(mean), None if pd.isna(std) else float(std))
 
 
-def table5_markdown(summary: pd.DataFrame, notes: Sequence[str]) -> str:
-    """The study's Table 5: model and round, macro-F1 on the test split, best first."""
+def _interval_cell(row, column: str) -> str:
+    from genreflow.intervals import bracket
+
+    return f"{_cell(row, column)} {bracket(row[f'{column}_low'], row[f'{column}_high'])}"
+
+
+def _delta_cell(row) -> str:
+    from genreflow.intervals import bracket
+
+    if pd.isna(row["delta_macro_f1"]):
+        return "(chosen)"
+    return (f"{row['delta_macro_f1']:+.3f} "
+            f"{bracket(row['delta_macro_f1_low'], row['delta_macro_f1_high'], signed=True)}")
+
+
+def table5_markdown(summary: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
+    """The study's Table 5 (every model and round), ranked by validation, the validation and
+    test scores side by side, and each model's test difference to the chosen one."""
     segmented = summary["test_segment_macro_f1_mean"].notna().any()
     n_seeds = sorted(set(summary["n_seeds"]))
     if n_seeds == [1]:
-        spread = "one seed, so no spread"
+        spread = "one seed, so no ± over seeds"
     elif len(n_seeds) == 1:
         spread = f"mean ± sample sd over {n_seeds[0]} seeds"
     else:
         spread = "mean ± sample sd over the seeds counted in the last column"
+    chosen = summary.iloc[0]
     lines = [f"> **{note}**\n" for note in notes]
-    lines.append(f"Test macro-F1 of the final models ({spread}), best first.\n")
-    header = ["rank", "model", "round", "test macro-F1" + (" (tracks)" if segmented else "")]
+    lines.append(
+        f"**Chosen on validation: {chosen['model']}, round {chosen['round']}: test macro-F1 "
+        f"{_interval_cell(chosen, 'test_macro_f1')}.**\n"
+    )
+    lines.append(
+        f"Final models ranked by validation macro-F1 ({spread}; ties broken by validation "
+        "loss); the first is the chosen model. The test columns were not used to choose. "
+        f"Brackets: the {bootstrap.describe()}; the last column is each model's test "
+        "macro-F1 minus the chosen model's on the same test tracks, with the interval of "
+        "that paired difference (an interval holding 0: the test split cannot tell the two "
+        "apart).\n"
+    )
+    header = ["rank", "model", "round", "validation macro-F1",
+              "test macro-F1" + (" (tracks)" if segmented else "")]
     if segmented:
         header.append("test macro-F1 (segments)")
-    header += ["test accuracy", "seeds"]
+    header += ["test accuracy", "vs chosen (test macro-F1)", "seeds"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---:", "---", "---:"] + ["---:"] * (len(header) - 3)) + "|")
-    for rank, row in enumerate(summary.to_dict("records"), start=1):
-        cells = [str(rank), row["model"], str(row["round"]), _cell(row, "test_macro_f1")]
+    for row in summary.to_dict("records"):
+        cells = [str(row["rank"]), row["model"], str(row["round"]),
+                 _cell(row, "valid_macro_f1"), _interval_cell(row, "test_macro_f1")]
         if segmented:
             cells.append(_cell(row, "test_segment_macro_f1"))
-        cells += [_cell(row, "test_accuracy"), str(row["n_seeds"])]
+        cells += [_interval_cell(row, "test_accuracy"), _delta_cell(row), str(row["n_seeds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def headline(summary: pd.DataFrame, bootstrap, notes: Sequence[str]) -> dict:
+    """The chosen model and its test scores with their intervals: the report's front page."""
+    chosen = summary.iloc[0]
+    return {
+        "model": chosen["model"],
+        "backbone": chosen["backbone"],
+        "feature": chosen["feature"],
+        "round": int(chosen["round"]),
+        "n_models": int(len(summary)),
+        "chosen_by": "validation macro-F1 (mean over seeds), ties by validation loss",
+        "valid_macro_f1": float(chosen["valid_macro_f1_mean"]),
+        **{
+            f"test_{metric}": {"mean": float(chosen[f"test_{metric}_mean"]),
+                               "low": _finite_or_none(chosen[f"test_{metric}_low"]),
+                               "high": _finite_or_none(chosen[f"test_{metric}_high"])}
+            for metric in ("macro_f1", "accuracy")
+        },
+        "interval": bootstrap.describe(),
+        "caveats": list(notes),
+    }
+
+
+def _finite_or_none(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
 def summarize_final(
     metrics_jsons: Sequence[str],
+    predictions_csvs: Sequence[str],
     about: Mapping,
+    genres: Sequence[str],
+    bootstrap: Mapping,
     out_summary: str,
     out_table: str,
     out_scores: str,
+    out_headline: str,
     log=print,
 ) -> None:
-    """Summary CSV, Table 5 in Markdown and a bar chart of the final models."""
+    """Summary CSV, Table 5 in Markdown, a figure of the final models, and the headline."""
+    from genreflow.intervals import Bootstrap
     from genreflow.plots import plot_final_scores
 
-    summary = summary_table(metrics_jsons)
+    bootstrap = Bootstrap.from_config(bootstrap)
+    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
     notes = caveats(about)
     for note in notes:
         log("WARNING: " + note)
     write_csv(out_summary, summary)
-    write_text_atomic(out_table, table5_markdown(summary, notes))
+    write_text_atomic(out_table, table5_markdown(summary, notes, bootstrap))
     plot_final_scores(summary, out_scores, notes)
-    best = summary.iloc[0]
+    write_json(out_headline, headline(summary, bootstrap, notes))
+    chosen = summary.iloc[0]
     log(
-        f"{len(summary)} final models; best: {best['model']} round {best['round']}, "
-        f"test macro-F1 {_cell(best, 'test_macro_f1')}"
+        f"{len(summary)} final models; chosen on validation: {chosen['model']} round "
+        f"{chosen['round']} (validation macro-F1 {_cell(chosen, 'valid_macro_f1')}), test "
+        f"macro-F1 {_interval_cell(chosen, 'test_macro_f1')} ({bootstrap.describe()})"
     )
-
-
-# ----------------------------------------------------------------------- workflow
-
-_BEST_TRIAL = re.compile(
-    r"(?:^|/)results/tuning/(?P<backbone>[^/]+)/(?P<feature>[^/]+)/round_(?P<round>\d+)/best_trial\.json$"
-)
-
-
-def parse_best_trial_path(path: str) -> tuple[str, str, int]:
-    """results/tuning/{backbone}/{feature}/round_{n}/best_trial.json -> (backbone, feature, n)."""
-    match = _BEST_TRIAL.search(str(path).replace(os.sep, "/"))
-    if match is None:
-        raise ValueError(f"{path} is not a results/tuning/.../round_<n>/best_trial.json path")
-    return match["backbone"], match["feature"], int(match["round"])
-
-
-def final_about(run_about: Mapping, backbone: str, feature: str, round_: int) -> dict:
-    """What a final model's files and figures say about it. The baseline CNN has no
-    backbone to pretrain, so the not-pretrained caveat does not apply to it."""
-    from genreflow.screening import backbone_about
-
-    about: dict[str, Any] = {**backbone_about(run_about, backbone), "backbone": backbone,
-                             "feature": feature, "round": int(round_)}
-    if backbone == BASELINE:
-        about["weights"] = "from scratch"
-        about.pop("pretrained", None)
-    return dict(sorted(about.items()))

@@ -1,7 +1,7 @@
 """The five images of a clip: mel spectrogram, MFCC, STFT magnitude, power spectrogram, chromagram.
 
-All five derive from the short-time Fourier transform. `compute_features` computes one STFT
-per distinct (n_fft, hop_length) among the features asked for, so the five default
+All five derive from the short-time Fourier transform. `FeatureComputer.compute` computes
+one STFT per distinct (n_fft, hop_length) among the features asked for, so the five default
 features share a single STFT in one process.
 
 The transforms follow librosa's definitions (centred frames, zero padding, periodic Hann
@@ -14,8 +14,14 @@ left to right, resized to `image_size` x `image_size` with bilinear filtering):
 
 - `mel`: power mel spectrogram in dB relative to the image's maximum, the bottom `top_db`
   dB mapped linearly to 0..255 (quieter is clipped to black);
-- `mfcc`: MFCCs of the dB mel spectrogram, `minmax` (whole image to 0..255, default) or
-  `rowwise` (each coefficient standardised over time, +-3 sigma to 0..255);
+- `mfcc`: MFCCs of the dB mel spectrogram, whole image to 0..255: `relative` (default: dB
+  relative to the clip's maximum, so a quieter copy of a clip gives the same image) or
+  `minmax` (dB re full scale: c0 carries the recording's loudness and takes most of the grey
+  range); or `rowwise` (each coefficient standardised over time, +-3 sigma to 0..255).
+
+Every default scaling is gain-invariant (tests/test_features.py: the same clip 20 dB quieter
+gives the same five images within one grey level): GTZAN's loudness says more about the
+recording than about the genre.
 - `stft`: magnitude |X| relative to the image's maximum, cube-root compressed (`cuberoot`,
   default; a perceptual loudness curve), or `db` or `linear`;
 - `spectrogram`: power |X|^2 in dB relative to the maximum, `top_db` range, linear
@@ -175,6 +181,11 @@ class FeatureComputer:
 
     def _mfcc(self, power, block):
         log_mel = power_to_db(self._mel_power(power, block), top_db=80.0)
+        if block.get("scaling") == "relative":
+            # dB relative to the clip's maximum: a gain shifts every log-mel value by the
+            # same amount, which lands in c0 alone, so this makes c0 (and the image)
+            # independent of the recording's level.
+            log_mel = log_mel - log_mel.max()
         return self._bank(("dct", block["n_mfcc"], block["n_mels"])) @ log_mel
 
     def _stft(self, power, block):
@@ -197,7 +208,7 @@ def scale_to_unit(name: str, array: np.ndarray, block: Mapping) -> np.ndarray:
             array = 20.0 * np.log10(np.maximum(np.sqrt(AMIN), array))
         top_db = float(block["top_db"])
         unit = (array - (array.max() - top_db)) / top_db
-    elif name == "mfcc":
+    elif name == "mfcc":  # relative (gain-invariant, see FeatureComputer._mfcc) or minmax
         if scaling == "rowwise":
             mean = array.mean(axis=1, keepdims=True)
             std = array.std(axis=1, keepdims=True)

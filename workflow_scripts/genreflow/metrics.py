@@ -11,8 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genreflow import GENRES
-
 
 def _as_labels(values, n: int, name: str) -> np.ndarray:
     labels = np.asarray(values)
@@ -42,8 +40,9 @@ def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def classification_metrics(y_true, y_pred, labels: Sequence[str] = GENRES) -> dict:
-    """Accuracy, macro F1 over all `labels`, per-class scores and the confusion matrix.
+def classification_metrics(y_true, y_pred, labels: Sequence[str]) -> dict:
+    """Accuracy, macro F1 over all `labels` (the run's genres, in label order), per-class
+    scores and the confusion matrix.
 
     Returns a JSON-serialisable dict: accuracy, macro_f1, n, per_class
     ({label: {precision, recall, f1, support}}) and confusion_matrix (nested lists).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import tempfile
 import urllib.request
 import warnings
@@ -26,74 +25,30 @@ import tensorflow as tf
 
 from genreflow.data import image_dataset
 from genreflow.io import Embeddings, file_md5, load_embeddings, save_embeddings  # noqa: F401 (re-exported)
+from genreflow.registry import IMAGE_BACKBONES, ImageBackbone
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
-    """Everything the workflow needs to know about one keras.applications backbone."""
+class BackboneSpec(ImageBackbone):
+    """An image backbone's facts (`genreflow.registry`) and its keras.applications code."""
 
-    constructor: Callable[..., keras.Model]
-    preprocess_input: Callable
-    min_size: int
-    weights_file: str
-    weights_url: str
-    weights_md5: str
-    # Size of the last block in layers (model.layers, input layer included in the
-    # total), i.e. the study's fine-tuning unit; `last_block_after` names the layer
-    # that closes the previous block so that the count can be checked against Keras.
-    last_block_layers: int
-    last_block_after: str
+    constructor: Callable[..., keras.Model] = None
+    preprocess_input: Callable = None
 
 
-_KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
-# URLs, file names and md5 hashes are those keras.applications uses for
-# weights="imagenet", include_top=False, so the files are byte-identical to
-# what Keras itself would download.
+_KERAS_CODE = {
+    "efficientnetb0": (keras.applications.EfficientNetB0, keras.applications.efficientnet),
+    "inceptionv3": (keras.applications.InceptionV3, keras.applications.inception_v3),
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet),
+    "vgg16": (keras.applications.VGG16, keras.applications.vgg16),
+}
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnetb0": BackboneSpec(
-        constructor=keras.applications.EfficientNetB0,
-        preprocess_input=keras.applications.efficientnet.preprocess_input,
-        min_size=32,
-        weights_file="efficientnetb0_notop.h5",
-        weights_url="https://storage.googleapis.com/keras-applications/efficientnetb0_notop.h5",
-        weights_md5="50bc09e76180e00e4465e1a485ddc09d",
-        last_block_layers=16,  # block7a + top conv/bn/activation
-        last_block_after="block6d_add",
-    ),
-    "inceptionv3": BackboneSpec(
-        constructor=keras.applications.InceptionV3,
-        preprocess_input=keras.applications.inception_v3.preprocess_input,
-        min_size=75,
-        weights_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_url=_KERAS_APPS
-        + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_md5="bcbd6486424b2319ff4ef7d526e38f63",
-        last_block_layers=31,  # the last mixed block (mixed10), as in the study
-        last_block_after="mixed9",
-    ),
-    "resnet50": BackboneSpec(
-        constructor=keras.applications.ResNet50,
-        preprocess_input=keras.applications.resnet.preprocess_input,
-        min_size=32,
-        weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_url=_KERAS_APPS
-        + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_md5="4d473c1dd8becc155b73f8504c6f6626",
-        last_block_layers=32,  # stage conv5 (three bottleneck blocks)
-        last_block_after="conv4_block6_out",
-    ),
-    "vgg16": BackboneSpec(
-        constructor=keras.applications.VGG16,
-        preprocess_input=keras.applications.vgg16.preprocess_input,
-        min_size=32,
-        weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_url=_KERAS_APPS
-        + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        weights_md5="6d6bbae143d832006294945121d1f1fc",
-        last_block_layers=4,  # block5: three convolutions and the pooling layer
-        last_block_after="block4_pool",
-    ),
+    name: BackboneSpec(
+        **vars(facts),
+        constructor=_KERAS_CODE[name][0],
+        preprocess_input=_KERAS_CODE[name][1].preprocess_input,
+    )
+    for name, facts in IMAGE_BACKBONES.items()
 }
 
 
@@ -117,16 +72,31 @@ def check_image_size(name: str, image_size: int) -> None:
 
 # --------------------------------------------------------------------------- weights
 
-
-def imagenet_weights_path(backbone: str, weights_dir: str | os.PathLike) -> Path:
-    """Where the local fetch rule puts (and training looks for) ImageNet weights."""
-    return Path(weights_dir) / backbone_spec(backbone).weights_file
-
-
 _KERAS_WEIGHT_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
 
-def _missing_imagenet_message(backbone: str, path: Path) -> str:
+@dataclass(frozen=True)
+class BackboneWeights:
+    """A backbone's initial weights, and which network Keras builds for them.
+
+    `imagenet`: Keras' published ImageNet file (recognised by its md5), built exactly as
+    `keras.applications.<Backbone>(weights="imagenet")` builds it; for EfficientNet that
+    network has an extra input `Rescaling` its ImageNet weights expect
+    (tensorflow/tensorflow#49930), which Keras leaves out for a weights path. `file`: any
+    other Keras weights file (another training), built as `weights=<path>` builds it.
+    """
+
+    kind: str
+    path: str
+    md5: str
+
+    def describe(self) -> str:
+        if self.kind == "imagenet":
+            return f"ImageNet ({self.path}, md5 {self.md5})"
+        return f"user weights file {self.path} (md5 {self.md5}; not the published ImageNet file)"
+
+
+def _missing_weights_message(backbone: str, path: str | os.PathLike | None) -> str:
     spec = backbone_spec(backbone)
     return (
         f"ImageNet weights for backbone {backbone!r} not found at {path}. Download "
@@ -138,32 +108,38 @@ def _missing_imagenet_message(backbone: str, path: Path) -> str:
 
 
 def resolve_weights(
-    setting: str | os.PathLike, backbone: str, weights_dir: str | os.PathLike
-) -> str | None:
-    """Weights setting -> file to load, or None for random initialisation.
-
-    `setting` is "imagenet", "none", or the path of a weights file.
-    """
-    backbone_spec(backbone)
-    if isinstance(setting, str) and setting.lower() == "imagenet":
-        path = imagenet_weights_path(backbone, weights_dir)
-        if not path.is_file():
-            raise FileNotFoundError(_missing_imagenet_message(backbone, path))
-        return str(path)
-    if isinstance(setting, str) and setting.lower() == "none":
+    setting: str, path: str | os.PathLike | None, backbone: str
+) -> BackboneWeights | None:
+    """backbones.weights and the file a job reads -> its BackboneWeights, None for random
+    initialisation. `imagenet` must be the published file (md5 checked, so that a wrong
+    file copied by hand is refused, not trained on); a path is ImageNet when its md5 is
+    the published one, and otherwise a weights file of another training."""
+    spec = backbone_spec(backbone)
+    if setting == "none":
         return None
-    path = Path(setting)
-    if not path.is_file():
+    if path is None or not Path(path).is_file():
+        if setting == "imagenet":
+            raise FileNotFoundError(_missing_weights_message(backbone, path))
         raise FileNotFoundError(
-            f"weights file {path} for backbone {backbone!r} does not exist; the weights "
-            f"setting must be 'imagenet', 'none' or the path of an existing weights file"
+            f"weights file {path} for backbone {backbone!r} does not exist; backbones.weights "
+            "must be 'imagenet', 'none' or the path of an existing weights file"
         )
-    if not path.name.endswith(_KERAS_WEIGHT_SUFFIXES):
+    path = os.fspath(path)
+    if not path.endswith(_KERAS_WEIGHT_SUFFIXES):
         raise ValueError(
             f"weights file {path} has an unsupported suffix; Keras loads "
             f"{', '.join(_KERAS_WEIGHT_SUFFIXES)}"
         )
-    return str(path)
+    md5 = file_md5(path)
+    if setting == "imagenet" and md5 != spec.weights_md5:
+        raise ValueError(
+            f"{path} has md5 {md5}, but Keras' published ImageNet file for {backbone} "
+            f"({spec.weights_url}) has md5 {spec.weights_md5}: it is another file or a "
+            "damaged copy. Delete it and run `snakemake fetch_weights` where there is "
+            "internet, or put the published file there; to train from another weights "
+            "file on purpose, give its path as backbones.weights."
+        )
+    return BackboneWeights("imagenet" if md5 == spec.weights_md5 else "file", path, md5)
 
 
 def fetch_weights(backbone: str, dest: str | os.PathLike) -> Path:
@@ -228,33 +204,74 @@ def _keras_readable(path: str | os.PathLike) -> Iterator[str]:
 
 
 def build_backbone(
-    name: str, image_size: int, weights_path: str | os.PathLike | None
+    name: str,
+    image_size: int,
+    weights: BackboneWeights | str | os.PathLike | None,
+    seed: int = 0,
 ) -> keras.Model:
-    """keras.applications backbone without top, weights loaded from `weights_path`.
+    """keras.applications backbone without top, with `weights` (None: random init, seeded).
 
-    The file is passed as `weights=` so that it takes the very code path Keras uses
-    for its own ImageNet files. Any load failure raises: a run that silently trained
-    from random weights would look like a bad backbone in the screening.
+    ImageNet weights take Keras' own `weights="imagenet"` code path, with its download
+    resolved to the local file (`_imagenet_download_from`), so the network is the one Keras
+    builds for ImageNet; a plain path (or kind `file`) takes the `weights=<path>` path. Any
+    load failure raises: a run that silently trained from random weights would look like
+    a bad backbone in the screening.
+
+    `seed` fixes the random initialisation, so that every job that builds a randomly
+    initialised backbone (embeddings, tuning trials, final models) gets the same network.
     """
     spec = backbone_spec(name)
     check_image_size(name, image_size)
     shape = (image_size, image_size, 3)
-    if weights_path is None:
+    keras.utils.set_random_seed(int(seed))
+    if weights is None:
         return spec.constructor(include_top=False, weights=None, input_shape=shape)
-    if not Path(weights_path).is_file():
-        raise FileNotFoundError(
-            f"weights file {weights_path} for {name!r} does not exist"
-        )
+    if not isinstance(weights, BackboneWeights):
+        weights = BackboneWeights("file", os.fspath(weights), "")
+    if not Path(weights.path).is_file():
+        raise FileNotFoundError(f"weights file {weights.path} for {name!r} does not exist")
     try:
-        with _keras_readable(weights_path) as readable, _loader_warnings_raise():
-            return spec.constructor(
-                include_top=False, weights=readable, input_shape=shape
-            )
+        with _keras_readable(weights.path) as readable, _loader_warnings_raise():
+            if weights.kind == "imagenet":
+                with _imagenet_download_from(spec, readable):
+                    return spec.constructor(
+                        include_top=False, weights="imagenet", input_shape=shape
+                    )
+            return spec.constructor(include_top=False, weights=readable, input_shape=shape)
     except Exception as error:
         raise RuntimeError(
-            f"could not load weights {weights_path} into backbone {name!r} "
+            f"could not load weights {weights.path} into backbone {name!r} "
             f"({image_size}x{image_size}): {error}"
         ) from error
+
+
+@contextlib.contextmanager
+def _imagenet_download_from(spec: BackboneSpec, local_path: str) -> Iterator[None]:
+    """Within the block, Keras' ImageNet download of `spec` returns `local_path` instead.
+
+    keras.applications fetch their weights through `keras.src.utils.file_utils.get_file`
+    (looked up on that module at call time); everything else of the `weights="imagenet"`
+    code path, the network it builds and `model.load_weights`, stays Keras' own. Any other
+    download asked for inside the block fails, so that none can happen unnoticed.
+    """
+    from keras.src.utils import file_utils
+
+    keras_get_file = file_utils.get_file
+
+    def local_file(fname=None, origin=None, *args, **kwargs):
+        if (fname, origin) != (spec.weights_file, spec.weights_url):
+            raise RuntimeError(
+                f"Keras asked for {fname} from {origin} while building {spec.name}, not "
+                f"the ImageNet file {spec.weights_file} from {spec.weights_url} that "
+                "genreflow.registry names: the registry no longer matches this Keras"
+            )
+        return local_path
+
+    file_utils.get_file = local_file
+    try:
+        yield
+    finally:
+        file_utils.get_file = keras_get_file
 
 
 def _from_keras_saving(warning: warnings.WarningMessage) -> bool:
@@ -460,11 +477,12 @@ def _pooled_features(backbone: keras.Model, inputs):
 def build_classifier(
     backbone_name: str,
     image_size: int,
-    weights_path: str | os.PathLike | None,
+    weights: BackboneWeights | str | os.PathLike | None,
     head: dict | None,
     n_classes: int = 10,
     seed: int | None = None,
     stats=None,
+    backbone_seed: int = 0,
 ) -> keras.Model:
     """Compiled image classifier: backbone -> global average pooling -> head.
 
@@ -473,11 +491,15 @@ def build_classifier(
     fine-tuning batches would wreck the pretrained features, and a frozen backbone
     then yields exactly the features `compute_embeddings` caches, during training
     too (EfficientNet's dropout layers would perturb them otherwise).
+
+    A randomly initialised backbone is drawn with `backbone_seed` (the embedding cache's
+    seed), the head with `seed`: every trial and final model of a (backbone, feature)
+    then shares the network whose cached embeddings gave the head's statistics.
     """
+    config = normalize_head(head)
+    backbone = build_backbone(backbone_name, image_size, weights, seed=backbone_seed)
     if seed is not None:
         seed_everything(seed)
-    config = normalize_head(head)
-    backbone = build_backbone(backbone_name, image_size, weights_path)
     k = resolve_trainable_layers(
         backbone_name, config["trainable_layers"], len(backbone.layers)
     )
@@ -524,7 +546,7 @@ def embedding_model(backbone: keras.Model) -> keras.Model:
 def compute_embeddings(
     backbone_name: str,
     image_size: int,
-    weights_path: str | os.PathLike | None,
+    weights: BackboneWeights | str | os.PathLike | None,
     paths: Sequence[str | os.PathLike],
     batch_size: int = 32,
     seed: int = 0,
@@ -536,7 +558,7 @@ def compute_embeddings(
     draw another backbone and a comparison across jobs would compare networks.
     """
     seed_everything(seed)
-    backbone = build_backbone(backbone_name, image_size, weights_path)
+    backbone = build_backbone(backbone_name, image_size, weights, seed=seed)
     dataset = image_dataset(
         paths,
         None,
@@ -560,70 +582,132 @@ def _is_dataset(data) -> bool:
     return isinstance(data, tf.data.Dataset)
 
 
-def _history_frame(history: keras.callbacks.History) -> pd.DataFrame:
-    frame = pd.DataFrame(history.history)
-    # 1-based, like Keras' "Epoch 1/n" progress lines.
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return frame[[column for column in HISTORY_COLUMNS if column in frame.columns]]
+class Diverged(Exception):
+    """Training produced a non-finite loss or non-finite probabilities."""
 
 
-@contextlib.contextmanager
-def _progress_to(log) -> Iterator[None]:
-    """Send Keras' progress lines (printed to stdout) to `log`: a path, stream or None."""
-    if log is None:
-        yield
-    elif hasattr(log, "write"):
-        with contextlib.redirect_stdout(log):
-            yield
-    else:
-        with (
-            open(log, "a", encoding="utf-8") as handle,
-            contextlib.redirect_stdout(handle),
-        ):
-            yield
-            handle.flush()
+@dataclass
+class Validation:
+    """The validation split as a model sees it: its inputs (an array, or a dataset whose
+    labels are ignored), the labels, each example's track, and the run's genres."""
+
+    inputs: Any
+    labels: np.ndarray
+    clips: np.ndarray
+    genres: Sequence[str]
+
+
+@dataclass
+class Fitted:
+    """What `train` did: one history row per epoch run, the epoch it kept (1-based) and
+    `genreflow.scoring.score` of the validation split after every epoch."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    scores: list[dict]
+
+    @property
+    def best_scores(self) -> dict:
+        return self.scores[self.best_epoch - 1]
+
+
+class _KeepLowestValidationLoss(keras.callbacks.Callback):
+    """After each epoch: score the validation split, remember the weights of the epoch with
+    the lowest validation loss, stop after `patience` epochs without a lower one, and hand
+    the scores to `on_epoch` (tuning reports them to Optuna, which may prune)."""
+
+    def __init__(self, validation: Validation, patience: int, on_epoch: Callable | None):
+        super().__init__()
+        self.validation, self.patience, self.on_epoch = validation, patience, on_epoch
+        self.rows: list[dict] = []
+        self.scores: list[dict] = []
+        self.best_epoch, self.best_weights, self.waited = 0, None, 0
+
+    def _check_loss(self, logs, where: str) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise Diverged(f"diverged: training loss {float(loss)} {where}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check_loss(logs, f"in epoch {len(self.rows) + 1}, batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        from genreflow.scoring import score
+
+        self._check_loss(logs, f"after epoch {epoch + 1}")
+        validation = self.validation
+        probabilities = predict_proba(self.model, validation.inputs)
+        if not np.all(np.isfinite(probabilities)):
+            raise Diverged("diverged: the model predicts non-finite probabilities")
+        scores = score(validation.clips, validation.labels, probabilities, validation.genres)
+        self.scores.append(scores)
+        self.rows.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]),
+                "accuracy": float(logs["accuracy"]),
+                "val_loss": scores["examples"]["loss"],
+                "val_accuracy": scores["examples"]["accuracy"],
+            }
+        )
+        best_loss = self.rows[self.best_epoch - 1]["val_loss"] if self.best_epoch else np.inf
+        if self.rows[-1]["val_loss"] < best_loss:
+            self.best_epoch, self.best_weights, self.waited = epoch + 1, self.model.get_weights(), 0
+        else:
+            self.waited += 1
+            if self.waited >= self.patience:
+                self.model.stop_training = True
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, scores)
 
 
 def train(
     model: keras.Model,
     train_data,
-    valid_data,
+    validation: Validation,
     epochs: int,
+    patience: int,
     batch_size: int = 32,
-    patience: int = 5,
     seed: int = 0,
-    log=None,
-) -> pd.DataFrame:
-    """Fit with early stopping on val_loss; the model ends with its best-epoch weights.
+    on_epoch: Callable | None = None,
+) -> Fitted:
+    """Fit and keep the epoch of lowest validation loss: the one rule of screening, tuning
+    trials and final models, so that a tuned value and its final model come from the same
+    kind of epoch.
 
-    `train_data`/`valid_data` are batched tf.data datasets (batch_size is then unused)
-    or (x, y) array pairs. Returns one row per epoch run (HISTORY_COLUMNS).
+    The validation loss is the mean cross-entropy of the validation examples (Keras'
+    val_loss). Training stops after `patience` epochs without a lower one, and the model
+    ends with the weights of that epoch. `train_data` is a batched tf.data dataset
+    (shuffled by its pipeline) or an (x, y) array pair.
     """
     seed_everything(seed)
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
-    fit_args: dict[str, Any] = {"epochs": epochs, "callbacks": [stop], "verbose": 2}
+    keeper = _KeepLowestValidationLoss(validation, int(patience), on_epoch)
+    fit_args: dict[str, Any] = {"epochs": int(epochs), "callbacks": [keeper], "verbose": 0}
     if _is_dataset(train_data):
         # The pipeline shuffles (seeded); Keras can't shuffle a dataset anyway.
         fit_args["x"], fit_args["shuffle"] = train_data, False
     else:
         fit_args["x"], fit_args["y"] = train_data
-        fit_args["batch_size"] = batch_size
+        fit_args["batch_size"] = int(batch_size)
         fit_args["shuffle"] = True
-    fit_args["validation_data"] = (
-        valid_data if _is_dataset(valid_data) else tuple(valid_data)
-    )
-    if not _is_dataset(valid_data):
-        fit_args["validation_batch_size"] = batch_size
-    with _progress_to(log):
-        history = model.fit(**fit_args)
-    sys.stdout.flush()
-    return _history_frame(history)
+    model.fit(**fit_args)
+    if keeper.best_weights is not None:
+        model.set_weights(keeper.best_weights)
+    return Fitted(pd.DataFrame(keeper.rows, columns=HISTORY_COLUMNS), keeper.best_epoch, keeper.scores)
 
 
-def predict_proba(model: keras.Model, data, batch_size: int = 64) -> np.ndarray:
+def predict_proba(model: keras.Model, data, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities (N, n_classes) for a dataset (labels ignored) or an array."""
     if _is_dataset(data):
         return np.asarray(model.predict(data, verbose=0))
-    return np.asarray(model.predict(np.asarray(data), batch_size=batch_size, verbose=0))
+    # Arrays (embeddings): calling the model skips predict()'s per-call set-up, which
+    # costs more than a small validation split itself, and this runs after every epoch.
+    data = np.asarray(data)
+    if len(data) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    return np.concatenate(
+        [
+            np.asarray(model(data[start : start + batch_size], training=False))
+            for start in range(0, len(data), batch_size)
+        ]
+    )

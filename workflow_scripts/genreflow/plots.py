@@ -4,7 +4,7 @@ All figures share one look: Optuna's matplotlib plots force the "ggplot" style s
 so the others use it too, with the same font sizes. Sizes are fixed (inches x DPI, no
 tight bounding box), so a figure's pixel size does not depend on its content. When a run
 is not pretrained or uses the synthetic demo corpus, every figure says so in red at its
-top, in the words of `genreflow.screening.caveats`. PNGs are written atomically.
+top, in the words of `genreflow.run_info.caveats`. PNGs are written atomically.
 
 Only matplotlib, pandas and (for the tuning plots) Optuna are imported: plotting jobs
 start fast and never load TensorFlow.
@@ -59,13 +59,15 @@ def house_style() -> Iterator[None]:
         yield
 
 
-def caveat_lines(notes: Sequence[str]) -> list[str]:
-    """One short line per caveat: its upper-case heading and its first clause."""
+def caveat_lines(notes: Sequence[str], width: int = 100) -> list[str]:
+    """One short line per caveat: its upper-case heading and its first clause (cut to
+    `width` characters, so that the banner fits the narrowest figure)."""
     lines = []
     for note in notes:
         heading, _, rest = note.partition(":")
         detail = rest.split(";")[0].strip()
-        lines.append(f"{heading}: {detail}" if detail else heading)
+        line = f"{heading}: {detail}" if detail else heading
+        lines.append(textwrap.shorten(line, width, placeholder=" ..."))
     return lines
 
 
@@ -221,31 +223,42 @@ def plot_confusion_matrix(
 
 
 def scores_figure_size(n_models: int) -> tuple[float, float]:
-    # Halves of an inch: exact in binary, so every size is a whole number of pixels.
-    return (8.5, 1.75 + 0.5 * max(n_models, 1))
+    # Quarters of an inch: exact in binary, so every size is a whole number of pixels.
+    return (9.0, 2.25 + 0.75 * max(n_models, 1))
 
 
 def plot_final_scores(summary: pd.DataFrame, out_png: str, notes: Sequence[str] = ()) -> None:
-    """Test macro-F1 of every final model, mean ± sd over seeds, best at the top."""
-    ranked = summary.sort_values("test_macro_f1_mean", ascending=False, kind="mergesort")
-    names = [f"{row.model}, round {row.round}" for row in ranked.itertuples()]
-    means = ranked["test_macro_f1_mean"].to_numpy(dtype=float)
-    stds = ranked["test_macro_f1_std"].to_numpy(dtype=float)
+    """Every final model in its validation rank (the chosen one at the top): validation
+    macro-F1 beside test macro-F1 with its bootstrap interval over test tracks."""
+    ranked = summary.sort_values("rank", kind="mergesort")
+    names = [f"{row.model}, round {row.round}" + ("  (chosen)" if row.chosen else "")
+             for row in ranked.itertuples()]
+    valid = ranked["valid_macro_f1_mean"].to_numpy(dtype=float)
+    test = ranked["test_macro_f1_mean"].to_numpy(dtype=float)
+    high = ranked["test_macro_f1_high"].to_numpy(dtype=float)
+    errors = np.nan_to_num(np.vstack([test - ranked["test_macro_f1_low"].to_numpy(dtype=float),
+                                      high - test]))
     positions = np.arange(len(ranked))[::-1]
     with house_style():
         fig = _new_figure(scores_figure_size(len(ranked)))
         ax = fig.add_subplot()
-        ax.barh(positions, means, xerr=np.nan_to_num(stds), color=TRAIN_COLOR,
-                error_kw={"ecolor": "#222222", "capsize": 3, "lw": 1.2}, height=0.65)
-        for y, mean, std in zip(positions, means, np.nan_to_num(stds)):
-            ax.text(min(mean + std + 0.015, 0.9), y, f"{mean:.3f}", va="center",
-                    ha="left", color="#222222", fontsize=9.5)
+        ax.barh(positions + 0.2, valid, height=0.38, color="#BBBBBB",
+                label="validation (chooses the model)")
+        ax.barh(positions - 0.2, test, height=0.38, xerr=errors, color=TRAIN_COLOR,
+                error_kw={"ecolor": "#222222", "capsize": 3, "lw": 1.2},
+                label="test, with its 95% interval over test tracks")
+        for y, value, top in zip(positions, test, np.where(np.isnan(high), test, high)):
+            ax.text(min(float(top) + 0.015, 0.93), y - 0.2, f"{value:.3f}", va="center",
+                    ha="left", color="#222222", fontsize=9)
         ax.set_yticks(positions, names)
+        for label in ax.get_yticklabels():
+            label.set_fontweight("bold" if label.get_text().endswith("(chosen)") else "normal")
         ax.set_xlim(0.0, 1.0)
-        ax.set_xlabel("test macro-F1 (mean ± sd over seeds)")
+        ax.set_xlabel("macro-F1 (mean over seeds)")
+        ax.legend(loc="lower right", fontsize=8.5)
         seeds = sorted(set(ranked["n_seeds"]))
         ax.set_title(
-            "Final models on the held-out test split"
+            "Final models, ranked by validation macro-F1"
             + (f" ({seeds[0]} seed{'s' if seeds[0] > 1 else ''} each)" if len(seeds) == 1 else "")
         )
         _save(fig, out_png, notes)
@@ -256,7 +269,7 @@ def plot_final(
     out_confusion: str, genres: Sequence[str], log=print,
 ) -> None:
     """The three figures of one final model, from its combined metrics and history."""
-    from genreflow.screening import caveats
+    from genreflow.run_info import caveats
 
     metrics = read_json(metrics_json)
     notes = caveats(metrics)
@@ -521,7 +534,7 @@ def plot_tuning_round(
     """Optimisation history, hyperparameter importances and parallel coordinates of one
     tuning round's study."""
     from genreflow.evaluation import model_label
-    from genreflow.screening import caveats
+    from genreflow.run_info import caveats
 
     best = read_json(best_trial_json)
     study = load_study(journal, best.get("study_name"))

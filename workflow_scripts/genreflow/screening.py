@@ -8,16 +8,14 @@ running the backbone once and training the head on its pooled output is the same
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from genreflow.io import write_csv, write_json
-
-SPLITS = ("train", "valid", "test")
-
+from genreflow.run_info import backbone_about, caveats  # noqa: F401 (re-exported)
+from genreflow.scoring import SPLITS, genre_labels, predictions_frame, score, split_rows
 
 def limit_threads(threads: int) -> None:
     """Keep TensorFlow within the cores Snakemake gave the job."""
@@ -27,13 +25,10 @@ def limit_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(max(1, int(threads) // 2))
 
 
-def weights_label(setting: str) -> str:
-    return setting if setting in ("imagenet", "none") else f"file:{os.path.basename(setting)}"
-
-
 def embed_index(
     backbone: str,
     image_size: int,
+    weights_setting: str,
     weights_path: str | None,
     index_csv: str,
     genres: Sequence[str],
@@ -43,75 +38,21 @@ def embed_index(
     log=print,
 ) -> None:
     """Pooled backbone features of every image of a feature index, cached as .npz."""
-    from genreflow.models import compute_embeddings, save_embeddings
+    from genreflow.models import compute_embeddings, resolve_weights, save_embeddings
 
-    index = pd.read_csv(index_csv)
-    labels = index["genre"].map({genre: i for i, genre in enumerate(genres)})
-    if labels.isna().any():
-        unknown = sorted(set(index["genre"][labels.isna()]))
-        raise ValueError(f"{index_csv}: genres {unknown} are not in dataset.genres")
+    index = pd.read_csv(index_csv, dtype={"clip": str})
+    labels = genre_labels(index["genre"], genres, index_csv)
+    weights = resolve_weights(weights_setting, weights_path, backbone)
     log(
         f"embedding {len(index)} images with {backbone} "
-        f"({'random init' if weights_path is None else weights_path})"
+        f"({'random init, seed ' + str(seed) if weights is None else weights.describe()})"
     )
     embeddings = compute_embeddings(
-        backbone, image_size, weights_path, list(index["image"]), batch_size=batch_size,
+        backbone, image_size, weights, list(index["image"]), batch_size=batch_size,
         seed=seed,
     )
-    save_embeddings(out_npz, embeddings, index["clip"], index["segment"], labels.astype(int))
+    save_embeddings(out_npz, embeddings, index["clip"], index["segment"], labels)
     log(f"wrote {embeddings.shape} embeddings to {out_npz}")
-
-
-def split_rows(clips: np.ndarray, manifests: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """Row indices of each split in a cache (or index), by the manifest's clips."""
-    rows = {}
-    for split in SPLITS:
-        members = set(pd.read_csv(manifests[split])["clip"])
-        rows[split] = np.flatnonzero(np.isin(clips, list(members)))
-        if rows[split].size == 0:
-            raise ValueError(f"no examples of split {split!r} ({manifests[split]}) in the cache")
-    return rows
-
-
-def track_probabilities(clips: np.ndarray, probabilities: np.ndarray):
-    """Average the class probabilities of each track's segments: (tracks, mean probs)."""
-    frame = pd.DataFrame(probabilities)
-    frame.insert(0, "clip", clips)
-    means = frame.groupby("clip", sort=True).mean()
-    return means.index.to_numpy(), means.to_numpy()
-
-
-def score(
-    clips: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, genres: Sequence[str]
-) -> dict:
-    """Metrics of the examples, and of whole tracks when a track has several segments."""
-    from genreflow.metrics import classification_metrics
-
-    result = {"examples": classification_metrics(labels, probabilities.argmax(1), genres)}
-    if len(np.unique(clips)) < len(clips):
-        tracks, track_probs = track_probabilities(clips, probabilities)
-        track_labels = pd.Series(labels, index=clips).groupby(level=0).first()
-        result["tracks"] = classification_metrics(
-            track_labels.loc[tracks].to_numpy(), track_probs.argmax(1), genres
-        )
-    else:
-        result["tracks"] = result["examples"]
-    return result
-
-
-def predictions_frame(split, clips, segments, labels, probabilities, genres) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {
-            "split": split,
-            "clip": clips,
-            "segment": segments,
-            "true": [genres[i] for i in labels],
-            "predicted": [genres[i] for i in probabilities.argmax(1)],
-        }
-    )
-    for i, genre in enumerate(genres):
-        frame[f"p_{genre}"] = np.round(probabilities[:, i], 6)
-    return frame
 
 
 def screen_head(
@@ -127,13 +68,8 @@ def screen_head(
     log=print,
 ) -> None:
     """Train the head on cached embeddings; write metrics, history and predictions."""
-    from genreflow.models import (
-        build_head,
-        feature_statistics,
-        load_embeddings,
-        predict_proba,
-        train,
-    )
+    from genreflow.models import Validation, build_head, feature_statistics, load_embeddings
+    from genreflow.models import predict_proba, train
 
     cache = load_embeddings(embeddings_npz)
     rows = split_rows(cache.clip, manifests)
@@ -151,15 +87,14 @@ def screen_head(
         seed=training["seed"],
         stats=feature_statistics(x["train"]),
     )
-    history = train(
+    fitted = train(
         model,
         (x["train"], y["train"]),
-        (x["valid"], y["valid"]),
+        Validation(x["valid"], y["valid"], cache.clip[rows["valid"]], genres),
         epochs=training["epochs"],
-        batch_size=training["batch_size"],
         patience=training["patience"],
+        batch_size=training["batch_size"],
         seed=training["seed"],
-        log=None,
     )
     predictions, metrics = [], {}
     for split in ("valid", "test"):
@@ -169,18 +104,19 @@ def screen_head(
         predictions.append(
             predictions_frame(split, clips, segments, y[split], probabilities, genres)
         )
-    write_csv(out_history, history)
+    write_csv(out_history, fitted.history)
     write_csv(out_predictions, pd.concat(predictions, ignore_index=True))
     write_json(
         out_metrics,
         {
             **about,
             "seed": training["seed"],
-            "epochs_run": int(len(history)),
-            "best_epoch": int(history["val_loss"].idxmin()) + 1,
+            "epochs_run": int(len(fitted.history)),
+            "best_epoch": fitted.best_epoch,
             "head": head,
             "valid_macro_f1": metrics["valid"]["tracks"]["macro_f1"],
             "valid_accuracy": metrics["valid"]["tracks"]["accuracy"],
+            "valid_loss": metrics["valid"]["tracks"]["loss"],
             "test_macro_f1": metrics["test"]["tracks"]["macro_f1"],
             "test_accuracy": metrics["test"]["tracks"]["accuracy"],
             "valid": metrics["valid"],
@@ -190,111 +126,114 @@ def screen_head(
     log(
         f"valid macro-F1 {metrics['valid']['tracks']['macro_f1']:.3f}, "
         f"test macro-F1 {metrics['test']['tracks']['macro_f1']:.3f} "
-        f"after {len(history)} epochs"
+        f"after {len(fitted.history)} epochs (kept epoch {fitted.best_epoch})"
     )
 
 
-def backbone_about(run_about: Mapping, backbone: str) -> dict:
-    """The run's `about` as it applies to one backbone: an audio backbone (musicnn) is
-    pretrained on music whatever backbones.weights says about the image backbones."""
-    from genreflow.audio_embeddings import MUSICNN_MODELS
-
-    about = dict(run_about)
-    if backbone in MUSICNN_MODELS:
-        about["weights"] = f"musicnn 0.1.0 {MUSICNN_MODELS[backbone]}"
-        about["pretrained"] = True
-    return about
-
-
-def caveats(about: Mapping) -> list[str]:
-    """Warnings a reader of any table or figure must see first."""
-    notes = []
-    if not about.get("pretrained", True):
-        notes.append(
-            "IMAGE BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random "
-            "initialisation); their scores say nothing about transfer learning from ImageNet "
-            "(musicnn backbones are pretrained on music either way)."
-        )
-    if about.get("corpus") == "synthetic":
-        notes.append(
-            "SYNTHETIC DEMO CORPUS: these are not GTZAN results; read them against the "
-            "demo corpus's separability in BENCHMARKS.md."
-        )
-    return notes
-
-
-def summary_table(metrics_jsons: Sequence[str]) -> pd.DataFrame:
+def summary_table(
+    metrics_jsons: Sequence[str], predictions_csvs: Sequence[str], genres: Sequence[str],
+    bootstrap,
+) -> pd.DataFrame:
+    """One row per (backbone, feature): validation and test scores, and the bootstrap
+    interval of each test score (`genreflow.intervals`, over test tracks)."""
+    from genreflow.intervals import score_intervals, tracks_of_test_split
     from genreflow.io import read_json
 
-    records = [read_json(path) for path in metrics_jsons]
     columns = [
         "backbone", "feature", "weights", "pretrained", "valid_macro_f1", "valid_accuracy",
-        "test_macro_f1", "test_accuracy", "epochs_run", "seed",
+        "valid_loss", "test_macro_f1", "test_accuracy", "epochs_run", "seed",
     ]
-    return pd.DataFrame([{key: record[key] for key in columns} for record in records])
+    rows = []
+    for metrics_json, predictions_csv in zip(metrics_jsons, predictions_csvs, strict=True):
+        record = read_json(metrics_json)
+        tracks = tracks_of_test_split(pd.read_csv(predictions_csv, dtype={"clip": str}), genres)
+        intervals = score_intervals(tracks.labels, tracks.predicted, len(genres), bootstrap)
+        row = {key: record[key] for key in columns}
+        for metric, interval in intervals.items():
+            row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def markdown_tables(summary: pd.DataFrame, notes: Sequence[str]) -> str:
-    """The study's Tables 1-4: one table per backbone, feature and F1, best first."""
+def markdown_tables(summary: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
+    """The study's Tables 1-4: one table per backbone, one row per image type, ordered by
+    validation macro-F1 (which alone decides what goes on to tuning)."""
+    from genreflow.intervals import bracket
+
     lines = [f"> **{note}**\n" for note in notes]
+    lines.append(
+        "Rows are ordered by validation macro-F1, which alone chooses each backbone's image "
+        "type; the test columns were not used to choose. Brackets: the "
+        f"{bootstrap.describe()}.\n"
+    )
     for backbone, group in summary.groupby("backbone", sort=True):
         lines.append(f"### {backbone}\n")
         lines.append("| feature | validation macro-F1 | test macro-F1 | test accuracy |")
         lines.append("|---|---:|---:|---:|")
         for row in group.sort_values("valid_macro_f1", ascending=False).itertuples():
             lines.append(
-                f"| {row.feature} | {row.valid_macro_f1:.3f} | {row.test_macro_f1:.3f} "
-                f"| {row.test_accuracy:.3f} |"
+                f"| {row.feature} | {row.valid_macro_f1:.3f} "
+                f"| {row.test_macro_f1:.3f} {bracket(row.test_macro_f1_low, row.test_macro_f1_high)} "
+                f"| {row.test_accuracy:.3f} {bracket(row.test_accuracy_low, row.test_accuracy_high)} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def plot_heatmap(summary: pd.DataFrame, out_png: str, notes: Sequence[str]) -> None:
+def plot_heatmap(
+    summary: pd.DataFrame, selected: Sequence[Mapping], out_png: str, notes: Sequence[str]
+) -> None:
+    """Backbones x image types coloured by validation macro-F1 (what chooses), each cell
+    with its test macro-F1 below; the chosen image type of each backbone is framed."""
+    from matplotlib.patches import Rectangle
+
+    from genreflow.features import FEATURES
+    from genreflow.plots import _new_figure, _save, house_style
+    from genreflow.run_info import AUDIO_FEATURE
+
+    order = [feature for feature in (*FEATURES, AUDIO_FEATURE) if feature in set(summary["feature"])]
+    valid = summary.pivot(index="backbone", columns="feature", values="valid_macro_f1")[order]
+    test = summary.pivot(index="backbone", columns="feature", values="test_macro_f1")[order]
+    chosen = {(s["backbone"], s["feature"]) for s in selected}
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from genreflow.audio_embeddings import AUDIO_FEATURE
-    from genreflow.features import FEATURES
-
-    grid = summary.pivot(index="backbone", columns="feature", values="test_macro_f1")
-    grid = grid[[feature for feature in (*FEATURES, AUDIO_FEATURE) if feature in grid.columns]]
-    fig, ax = plt.subplots(figsize=(1.4 * grid.shape[1] + 2.5, 0.7 * grid.shape[0] + 2.2))
-    # Audio backbones have no image types and image backbones no audio: blank, not 0.
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
-    image = ax.imshow(np.ma.masked_invalid(grid.to_numpy(dtype=float)), cmap=cmap,
-                      vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(grid.shape[1]), grid.columns)
-    ax.set_yticks(range(grid.shape[0]), grid.index)
-    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-        if np.isfinite(value):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center",
-                    color="white" if value < 0.6 else "black", fontsize=10)
-        else:
-            ax.text(j, i, "n/a", ha="center", va="center", color="#999999", fontsize=8)
-    ax.set_xlabel("image type (audio: musicnn embeds the audio itself)"
-                  if AUDIO_FEATURE in grid.columns else "image type")
-    ax.set_ylabel("backbone")
-    title = "Screening: test macro-F1 (frozen backbone, head only)"
-    if notes:
-        title += "\n" + "\n".join(note.split(":")[0] for note in notes)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="macro-F1")
-    fig.tight_layout()
-    from genreflow.io import write_bytes_atomic
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    write_bytes_atomic(out_png, buffer.getvalue())
+    with house_style():
+        fig = _new_figure((1.5 * len(order) + 3.2, 0.75 * len(valid) + 2.6))
+        ax = fig.add_subplot()
+        ax.grid(False)
+        # Audio backbones have no image types and image backbones no audio: blank, not 0.
+        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
+        image = ax.imshow(np.ma.masked_invalid(valid.to_numpy(dtype=float)), cmap=cmap,
+                          vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(order)), order)
+        ax.set_yticks(range(len(valid)), valid.index)
+        for (i, j), value in np.ndenumerate(valid.to_numpy(dtype=float)):
+            if not np.isfinite(value):
+                ax.text(j, i, "n/a", ha="center", va="center", color="#999999", fontsize=8)
+                continue
+            color = "white" if value < 0.6 else "black"
+            ax.text(j, i - 0.12, f"{value:.2f}", ha="center", va="center", color=color,
+                    fontsize=10.5, fontweight="bold")
+            ax.text(j, i + 0.22, f"test {test.iloc[i, j]:.2f}", ha="center", va="center",
+                    color=color, fontsize=8)
+            if (valid.index[i], order[j]) in chosen:
+                ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False,
+                                       edgecolor="#E24A33", linewidth=2.5))
+        ax.set_xlabel("image type (audio: musicnn embeds the audio itself)"
+                      if AUDIO_FEATURE in order else "image type")
+        ax.set_ylabel("backbone")
+        ax.set_title("Screening: validation macro-F1 (frozen backbone, head only)\n"
+                     "framed: each backbone's image type chosen on validation")
+        fig.colorbar(image, ax=ax, label="validation macro-F1")
+        _save(fig, out_png, notes)
 
 
 def summarize_screening(
     metrics_jsons: Sequence[str],
+    predictions_csvs: Sequence[str],
     about: Mapping,
+    genres: Sequence[str],
+    bootstrap: Mapping,
     min_f1: float | None,
     top_k: int | None,
     out_summary: str,
@@ -303,21 +242,25 @@ def summarize_screening(
     out_selection: str,
     log=print,
 ) -> None:
+    from genreflow.intervals import Bootstrap
     from genreflow.io import write_text_atomic
     from genreflow.selection import select_combinations
 
-    summary = summary_table(metrics_jsons).sort_values(["backbone", "feature"])
+    bootstrap = Bootstrap.from_config(bootstrap)
+    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
+    summary = summary.sort_values(["backbone", "feature"])
     notes = caveats(about)
     for note in notes:
         log("WARNING: " + note)
-    write_csv(out_summary, summary)
-    write_text_atomic(out_tables, markdown_tables(summary, notes))
-    plot_heatmap(summary, out_heatmap, notes)
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
+    write_csv(out_summary, summary)
+    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap))
+    plot_heatmap(summary, selected, out_heatmap, notes)
     write_json(out_selection, {"rule": {"min_f1": min_f1, "top_k": top_k,
                                         "metric": "valid_macro_f1"},
                                "selected": selected, "caveats": notes})
-    log("selected: " + ", ".join(f"{s['backbone']}+{s['feature']}" for s in selected))
+    log("selected on validation macro-F1: "
+        + ", ".join(f"{s['backbone']}+{s['feature']}" for s in selected))
 
 
 def fetch_weights_or_explain(backbone: str, dest: str, log=print) -> None:

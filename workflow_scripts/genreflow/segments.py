@@ -3,7 +3,7 @@
 For each length in `segments.compare` (None = whole clips) the screening head of each
 selected (backbone, feature) is trained again on images (or musicnn embeddings) of
 segments of that length, with the same split, head and seed, and tested on whole tracks
-(segment probabilities averaged, `genreflow.screening.score`) and on single segments.
+(segment probabilities averaged, `genreflow.scoring.score`) and on single segments.
 Splits are by track, so every segment of a track is in its track's split.
 """
 
@@ -33,17 +33,28 @@ def length_seconds(label: str) -> float | None:
 
 
 def comparison_table(
-    rows: Sequence[Mapping], metrics_jsons: Sequence[str], genres: Sequence[str]
+    rows: Sequence[Mapping], metrics_jsons: Sequence[str], predictions_csvs: Sequence[str],
+    genres: Sequence[str], bootstrap,
 ) -> pd.DataFrame:
     """One row per (length, backbone, feature): test and validation scores per track and
-    per segment. `rows[i]` names the length, backbone and feature of `metrics_jsons[i]`."""
-    records = []
-    for row, path in zip(rows, metrics_jsons, strict=True):
+    per segment, the bootstrap interval of the track-level test scores, and the paired
+    difference of test macro-F1 to the same model on whole clips (same test tracks).
+    `rows[i]` names the length, backbone and feature of `metrics_jsons[i]`."""
+    from genreflow.intervals import paired_difference, same_tracks, score_intervals
+    from genreflow.intervals import tracks_of_test_split
+
+    records, tracks = [], {}
+    for row, path, predictions_csv in zip(rows, metrics_jsons, predictions_csvs, strict=True):
         metrics = read_json(path)
         for key in ("backbone", "feature"):
             if metrics.get(key) != row[key]:
                 raise ValueError(f"{path}: {key} {metrics.get(key)!r}, expected {row[key]!r}")
         test, valid = metrics["test"], metrics["valid"]
+        model_tracks = tracks_of_test_split(pd.read_csv(predictions_csv, dtype={"clip": str}),
+                                            genres)
+        tracks[row["length"], row["backbone"], row["feature"]] = model_tracks
+        intervals = score_intervals(model_tracks.labels, model_tracks.predicted, len(genres),
+                                    bootstrap)
         records.append(
             {
                 "length": row["length"],
@@ -53,7 +64,11 @@ def comparison_table(
                 "test_tracks": test["tracks"]["n"],
                 "test_segments": test["examples"]["n"],
                 "test_macro_f1": test["tracks"]["macro_f1"],
+                "test_macro_f1_low": intervals["macro_f1"].low,
+                "test_macro_f1_high": intervals["macro_f1"].high,
                 "test_accuracy": test["tracks"]["accuracy"],
+                "test_accuracy_low": intervals["accuracy"].low,
+                "test_accuracy_high": intervals["accuracy"].high,
                 "test_segment_macro_f1": test["examples"]["macro_f1"],
                 "test_segment_accuracy": test["examples"]["accuracy"],
                 "valid_macro_f1": valid["tracks"]["macro_f1"],
@@ -62,12 +77,26 @@ def comparison_table(
                 "epochs_run": metrics["epochs_run"],
             }
         )
-    return pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    table = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    for i, record in table.iterrows():
+        whole = tracks.get((WHOLE, record["backbone"], record["feature"]))
+        if record["length"] == WHOLE or whole is None:
+            continue
+        these = tracks[record["length"], record["backbone"], record["feature"]]
+        same_tracks(whole, these, f"{record['backbone']} + {record['feature']} {record['length']}")
+        delta = paired_difference(whole.labels, these.predicted, whole.predicted, len(genres),
+                                  bootstrap)["macro_f1"]
+        table.loc[i, ["delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high"]] = (
+            delta.estimate, delta.low, delta.high)
+    return table
 
 
 SUMMARY_COLUMNS = [
     "length", "seconds", "backbone", "feature", "test_tracks", "test_segments",
-    "test_macro_f1", "test_accuracy", "test_segment_macro_f1", "test_segment_accuracy",
+    "test_macro_f1", "test_macro_f1_low", "test_macro_f1_high",
+    "test_accuracy", "test_accuracy_low", "test_accuracy_high",
+    "test_segment_macro_f1", "test_segment_accuracy",
+    "delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high",
     "valid_macro_f1", "valid_accuracy", "chance", "epochs_run",
 ]
 
@@ -78,13 +107,19 @@ def _order(table: pd.DataFrame) -> list[str]:
     return sorted(lengths["length"], key=lambda label: (label != WHOLE, length_seconds(label) or 0))
 
 
-def comparison_markdown(table: pd.DataFrame, notes: Sequence[str]) -> str:
-    """Models as rows, lengths as columns: track-level test macro-F1 (segment level)."""
+def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
+    """Models as rows, lengths as columns: track-level test macro-F1 with its interval,
+    and for segments the paired difference to whole clips."""
+    from genreflow.intervals import bracket
+
     lengths = _order(table)
     lines = [f"> **{note}**\n" for note in notes]
     lines.append(
-        "Test macro-F1 per track (segment probabilities averaged) and, in brackets, per "
-        "single segment, by segment length; same split, head and seed for every length.\n"
+        "Test macro-F1 per track (segment probabilities averaged), by segment length; same "
+        f"split, head and seed for every length. Brackets: the {bootstrap.describe()}. "
+        "Δ: macro-F1 minus the same model's on whole clips, on the same test tracks, with "
+        "the interval of that paired difference (holding 0: the test split cannot tell "
+        "the lengths apart). Last line of a cell: per single segment.\n"
     )
     lines.append("| model | " + " | ".join(lengths) + " |")
     lines.append("|---|" + "---:|" * len(lengths))
@@ -96,11 +131,14 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str]) -> str:
                 cells.append("")
                 continue
             row = by_length.loc[length]
-            cells.append(
-                f"{row['test_macro_f1']:.3f}"
-                if length == WHOLE
-                else f"{row['test_macro_f1']:.3f} ({row['test_segment_macro_f1']:.3f})"
-            )
+            cell = (f"{row['test_macro_f1']:.3f} "
+                    f"{bracket(row['test_macro_f1_low'], row['test_macro_f1_high'])}")
+            if length != WHOLE:
+                if pd.notna(row["delta_vs_whole"]):
+                    cell += (f"<br>Δ {row['delta_vs_whole']:+.3f} "
+                             f"{bracket(row['delta_vs_whole_low'], row['delta_vs_whole_high'], True)}")
+                cell += f"<br>segment {row['test_segment_macro_f1']:.3f}"
+            cells.append(cell)
         lines.append(f"| {backbone} + {feature} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -125,11 +163,18 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
                 np.nan if length == WHOLE else group["test_segment_macro_f1"].get(length, np.nan)
                 for length in lengths
             ]
-            ax.bar(x - 0.2, track, 0.4, label="per track (segments averaged)", color="#1f77b4")
+            low = [group["test_macro_f1_low"].get(length, np.nan) for length in lengths]
+            high = [group["test_macro_f1_high"].get(length, np.nan) for length in lengths]
+            errors = np.nan_to_num(np.vstack([np.subtract(track, low), np.subtract(high, track)]))
+            ax.bar(x - 0.2, track, 0.4, yerr=errors, capsize=3, color="#1f77b4",
+                   error_kw={"ecolor": "#222222", "lw": 1.0},
+                   label="per track (segments averaged), 95% interval over test tracks")
             ax.bar(x + 0.2, segment, 0.4, label="per single segment", color="#9ecae1")
-            for xi, value in zip(x, track):
+            for xi, value, top in zip(x, track, high):
                 if np.isfinite(value):
-                    ax.text(xi - 0.2, value + 0.01, f"{value:.2f}", ha="center", fontsize=8)
+                    top = value if not np.isfinite(top) else top
+                    ax.text(xi - 0.2, min(top + 0.015, 1.0), f"{value:.2f}", ha="center",
+                            fontsize=8)
             ax.axhline(table["chance"].iloc[0], color="grey", linestyle="--", linewidth=1,
                        label="chance")
             ax.set_xticks(x, ["whole clip" if length == WHOLE else length for length in lengths])
@@ -141,7 +186,7 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
         for ax in list(axes.flat)[len(models):]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8,
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
                    frameon=False)
         _save(fig, out_png, notes)
 
@@ -149,13 +194,18 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
 def summarize_segments(
     rows: Sequence[Mapping],
     metrics_jsons: Sequence[str],
+    predictions_csvs: Sequence[str],
     genres: Sequence[str],
+    bootstrap: Mapping,
     notes: Sequence[str],
     out_summary: str,
     out_table: str,
     out_figure: str,
     log=print,
 ) -> None:
+    from genreflow.intervals import Bootstrap, bracket
+
+    bootstrap = Bootstrap.from_config(bootstrap)
     for note in notes:
         log("WARNING: " + note)
     if not rows:
@@ -169,9 +219,9 @@ def summarize_segments(
         write_text_atomic(out_table, "".join(f"> **{n}**\n\n" for n in notes) + message + "\n")
         placeholder_figure(message, out_figure, "Whole clips vs segments", notes)
         return
-    table = comparison_table(rows, metrics_jsons, genres)
+    table = comparison_table(rows, metrics_jsons, predictions_csvs, genres, bootstrap)
     write_csv(out_summary, table)
-    write_text_atomic(out_table, comparison_markdown(table, notes))
+    write_text_atomic(out_table, comparison_markdown(table, notes, bootstrap))
     plot_comparison(table, out_figure, notes)
     for (backbone, feature), group in table.groupby(["backbone", "feature"], sort=True):
         best = group.loc[group["valid_macro_f1"].idxmax()]
@@ -179,4 +229,9 @@ def summarize_segments(
             f"{backbone} + {feature}: "
             + ", ".join(f"{r.length} {r.test_macro_f1:.3f}" for r in group.itertuples())
             + f" (test macro-F1 per track); best on validation: {best['length']}"
+            + "".join(
+                f"; {r.length} vs whole {r.delta_vs_whole:+.3f} "
+                f"{bracket(r.delta_vs_whole_low, r.delta_vs_whole_high, True)}"
+                for r in group.itertuples() if pd.notna(r.delta_vs_whole)
+            )
         )

@@ -7,12 +7,99 @@ track follow it into one split by construction.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "valid", "test")
+from genreflow.scoring import SPLITS
+
+# ------------------------------------------------------------ the fault-filtered GTZAN split
+
+
+@dataclass(frozen=True)
+class PublishedList:
+    split: str
+    url: str
+    sha256: str
+    target: str  # where fetch_split_lists puts it (relative to the working directory)
+
+
+_DNN_MGR = "https://raw.githubusercontent.com/coreyker/dnn-mgr/bdad579ea6cb37b665ea6019fe1026a6ce20cbc7/gtzan/"
+# The artist-filtered ("fault-filtered") split of Kereliuk, Sturm and Larsen (2015),
+# 443 / 197 / 290 tracks with no artist in two splits, as published with their code, at a
+# pinned commit; the checksums are those files'.
+FAULT_FILTERED_LISTS = {
+    split: PublishedList(split, _DNN_MGR + f"{split}_filtered.txt", sha256,
+                         f"resources/splits/fault_filtered/{split}_filtered.txt")
+    for split, sha256 in (
+        ("train", "2b04966cef1486f1a7767b74271533fa23e220388db804a1937835e1fc4fa3fa"),
+        ("valid", "f8fbee7c52397a0e0f3a91dc54fedecb2e27f5bdc9a9daeab8cb10d077e26956"),
+        ("test", "09cafa6a89ce0a27f30ed250d56ecb4d03c22fffb5a693f96c7ae655ee02ac72"),
+    )
+}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_published_list(path: str | os.PathLike, sha256: str, url: str) -> None:
+    """Refuse a list whose content is not the published one, naming both checksums."""
+    found = file_sha256(path)
+    if found != sha256:
+        raise ValueError(
+            f"{path} has sha256 {found}, but the published list {url} has sha256 {sha256}: "
+            "it is another or a damaged file. Delete it and run `snakemake fetch_split_lists` "
+            "where there is internet, or put the published file there."
+        )
+
+
+def fetch_published_lists(lists, log=print, timeout: float = 60.0) -> None:
+    """Download each of `lists` (PublishedList) to its target, checksummed.
+
+    A target already there with the right checksum is kept as it is; a download is written
+    next to its target and renamed only once its checksum matches, so an interrupted or
+    wrong download never looks like a list. Without internet the error names every URL and
+    the exact path to put its file at.
+    """
+    missing = []
+    for published in lists:
+        target = Path(published.target)
+        if target.is_file() and file_sha256(target) == published.sha256:
+            log(f"{target}: already there, checksum verified")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(published.url, timeout=timeout) as response:
+                handle.write(response.read())
+            check_published_list(tmp, published.sha256, published.url)
+            os.replace(tmp, target)
+            log(f"downloaded {published.url} to {target}, checksum verified")
+        except OSError as error:
+            missing.append((published, error))
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    if missing:
+        lines = "\n".join(
+            f"  {published.url}\n    -> put it at {published.target} (sha256 {published.sha256})"
+            for published, _ in missing
+        )
+        raise RuntimeError(
+            f"could not download {len(missing)} split list(s) ({missing[0][1]}). This rule "
+            "needs internet: run it where you have some (`snakemake --cores 1 "
+            f"fetch_split_lists`), or download by hand:\n{lines}"
+        )
+
 
 
 def _genre_seed(seed: int, genre: str) -> int:
@@ -93,11 +180,17 @@ def make_splits(
     out: dict[str, str],
     unmatched_csv: str,
     log=print,
+    list_checksums: dict[str, str] | None = None,
 ) -> None:
+    """Write the manifests: from `list_paths` (their sha256 checked against
+    `list_checksums` when given: the published fault-filtered lists), else stratified."""
     from genreflow.io import write_csv
 
-    clips = pd.read_csv(clips_csv)
-    rejected = pd.read_csv(rejected_csv, keep_default_na=False)
+    clips = pd.read_csv(clips_csv, dtype={"clip": str})
+    rejected = pd.read_csv(rejected_csv, keep_default_na=False, dtype={"clip": str})
+    for split, sha256 in (list_checksums or {}).items():
+        check_published_list(list_paths[split], sha256, FAULT_FILTERED_LISTS[split].url)
+        log(f"{list_paths[split]}: the published {split} list (sha256 {sha256[:12]}...)")
     if list_paths:
         parts, unmatched = splits_from_lists(clips, rejected, list_paths)
         for row in unmatched.itertuples():

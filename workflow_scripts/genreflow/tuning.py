@@ -9,26 +9,23 @@ baseline, `feature` the image type it was trained on.
 
 What other stages use
 ---------------------
-- `build_model_from_best(best, image_size, weights_path, n_classes, stats=None)`: the
-  compiled Keras model of a best_trial.json (`best` is its parsed content). Transfer models
-  come from `genreflow.models.build_classifier` (input: RGB 0..255 images, the backbone's
-  preprocess_input is applied by `training_data`); pass `stats=head_statistics(...)`, as
-  the head was tuned on standardised embeddings. For `baseline_cnn` it is
-  `genreflow.baseline.build_baseline_cnn` and `weights_path`/`stats` are ignored.
-- `training_data(best, index_csv, manifests, image_size, genres, seed=0, batch_size=None)`
-  -> `TrainingData` with `train` (shuffled with `seed`), `valid` and `test` batched
-  tf.data datasets of (images, labels), fed through `genreflow.data.image_dataset` with the
-  right preprocessing (the backbone's preprocess_input, or one channel in 0..1 for the
-  baseline), and `examples[split]`: the rows (clip, segment, genre, image, label) in
-  dataset order, for track-level scores. Labels are positions in `genres`.
-- `head_statistics(embeddings_npz, manifests)` -> (mean, variance) of the training
-  embeddings, the `stats` of a transfer model.
+- `load_model_data(...)` -> `ModelData`: the image rows (`examples`) and the cached
+  embeddings of every split, with the training embeddings' statistics that standardise
+  every transfer head's input; `trial_model(data, params, seed)` -> the model of a set of
+  hyperparameters (a head on the embeddings when the backbone is frozen, a classifier
+  fine-tuned on images, or the baseline CNN) and what `genreflow.models.train` feeds it.
+  Final models (`genreflow.evaluation`) are built and trained by the same two functions,
+  so a final model is its trial's model trained by the same rule.
+- `build_model_from_best(best, image_size, weights, n_classes, stats, backbone_seed)`: the
+  compiled image model of a best_trial.json (input: RGB 0..255 images after the backbone's
+  preprocess_input, or one channel in 0..1 for `baseline_cnn`).
 - `best_trial.json` keys: backbone, feature, round, params, inherited, fixed, scientific,
-  nuisance, value, objective, best_epoch, trial_number, n_trials, n_complete, n_pruned,
-  n_failed, n_interrupted, sampler, seed, study_name, corpus, weights, pretrained.
+  nuisance, value, objective, best_epoch, valid_loss, patience, trial_number, n_trials,
+  n_complete, n_pruned, n_failed, n_interrupted, sampler, seed, study_name, corpus, split,
+  weights, weights_source, pretrained.
   `trials.csv` (one row per trial that ran): number, state, value, the sampled parameters,
-  worker, counted, epochs_run, best_epoch, note, duration_s. The study itself is in
-  `study.journal` next to them: `optuna.load_study(study_name=best["study_name"],
+  worker, counted, epochs_run, best_epoch, valid_loss, note, duration_s. The study itself is
+  in `study.journal` next to them: `optuna.load_study(study_name=best["study_name"],
   storage=journal_storage(path))`. The journal also holds trials that do not count (user
   attribute `claim`: interrupted, crashed, surplus) and older studies of the round: for
   plots take `round_trials(study, best["n_trials"])`.
@@ -53,18 +50,16 @@ a light local job.
 
 from __future__ import annotations
 
-import functools
 import gc
 import hashlib
 import json
-import math
 import os
 import signal
 import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +71,9 @@ from optuna.trial import TrialState, create_trial
 
 from genreflow.config import TUNING_HYPERPARAMETERS, sorted_block
 from genreflow.io import read_json, write_csv, write_json
+from genreflow.run_info import BASELINE, is_audio_backbone
+from genreflow.scoring import SPLITS, split_rows
 
-BASELINE = "baseline_cnn"
 OBJECTIVES = ("valid_accuracy", "valid_macro_f1")
 HEAD_KEYS = (
     "activation",
@@ -88,7 +84,6 @@ HEAD_KEYS = (
     "trainable_layers",
     "units",
 )
-SPLITS = ("train", "valid", "test")
 # User attribute of every trial, saying whether it holds one of the round's n_trials slots.
 CLAIM = "claim"
 HELD, INTERRUPTED, CRASHED, SURPLUS = "held", "interrupted", "crashed", "surplus"
@@ -443,19 +438,27 @@ def round_trials(study: optuna.Study, n_trials: int) -> list[optuna.trial.Frozen
 
 
 @dataclass
-class TuningData:
-    """What every trial of one worker trains and scores on."""
+class ModelData:
+    """What the models of one (backbone, feature) train and score on: a worker's trials,
+    and the final models (`genreflow.evaluation`).
+
+    `embeddings` (the screening cache's rows of train and valid) feed heads on a frozen
+    backbone, and their training statistics (`stats`) standardise every transfer head's
+    input; `examples` (image rows) feed models that train on images. `backbone_seed` draws
+    a randomly initialised backbone: the cache's network, so the statistics fit it.
+    """
 
     kind: str
     backbone: str
     genres: list[str]
     image_size: int
-    weights_path: str | None
+    weights: Any  # genreflow.models.BackboneWeights, or None for random initialisation
     examples: dict[str, pd.DataFrame]
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
-    embedding_labels: dict[str, np.ndarray] = field(default_factory=dict)
-    embedding_clips: dict[str, np.ndarray] = field(default_factory=dict)
+    # per split, the clip, segment and label of each embedding row
+    embedding_rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     stats: tuple | None = None
+    backbone_seed: int = 0
 
 
 def split_examples(
@@ -464,56 +467,48 @@ def split_examples(
     """Image rows of each split, labelled by position in `genres` (as the embeddings are)."""
     from genreflow.data import examples_for_split
 
-    position = {genre: i for i, genre in enumerate(genres)}
-    examples = {}
-    for split in SPLITS:
-        frame = examples_for_split(index_csv, manifests[split])
-        unknown = sorted(set(frame["genre"]) - set(position))
-        if unknown:
-            raise ValueError(f"{manifests[split]}: genres {unknown} are not in dataset.genres")
-        frame["label"] = frame["genre"].map(position).astype(np.int32)
-        examples[split] = frame
-    return examples
+    return {split: examples_for_split(index_csv, manifests[split], genres) for split in SPLITS}
 
 
-def head_statistics(embeddings_npz: str | os.PathLike, manifests: Mapping[str, str]):
-    """(mean, variance) of the training embeddings: the `stats` of a transfer model's head."""
+def embedding_statistics(embeddings_npz: str | os.PathLike, manifests: Mapping[str, str]):
+    """(mean, variance) of a cache's training embeddings: the `stats` of a transfer head."""
     from genreflow.models import feature_statistics, load_embeddings
-    from genreflow.screening import split_rows
 
     cache = load_embeddings(embeddings_npz)
-    rows = split_rows(cache.clip, manifests)
-    return feature_statistics(cache.embeddings[rows["train"]])
+    return feature_statistics(cache.embeddings[split_rows(cache.clip, manifests)["train"]])
 
 
-def load_tuning_data(
+def load_model_data(
     backbone: str,
     index_csv: str | None,
     manifests: Mapping[str, str],
     genres: Sequence[str],
     image_size: int,
     embeddings_npz: str | None = None,
-    weights_path: str | None = None,
-) -> TuningData:
+    weights=None,
+    backbone_seed: int = 0,
+) -> ModelData:
     """What a worker's trials need; an audio backbone (no images) has embeddings only."""
-    data = TuningData(
+    data = ModelData(
         kind=kind_of(backbone),
         backbone=backbone,
         genres=list(genres),
         image_size=int(image_size),
-        weights_path=weights_path,
+        weights=weights,
         examples=split_examples(index_csv, manifests, genres) if index_csv else {},
+        backbone_seed=int(backbone_seed),
     )
     if data.kind == "transfer":
         from genreflow.models import feature_statistics, load_embeddings
-        from genreflow.screening import split_rows
 
         cache = load_embeddings(embeddings_npz)
         rows = split_rows(cache.clip, manifests)
-        for split in ("train", "valid"):
-            data.embeddings[split] = cache.embeddings[rows[split]]
-            data.embedding_labels[split] = cache.label[rows[split]]
-            data.embedding_clips[split] = cache.clip[rows[split]]
+        for split in SPLITS:
+            picked = rows[split]
+            data.embeddings[split] = cache.embeddings[picked]
+            data.embedding_rows[split] = {"clip": cache.clip[picked],
+                                          "segment": cache.segment[picked],
+                                          "label": cache.label[picked]}
         data.stats = feature_statistics(data.embeddings["train"])
     return data
 
@@ -546,47 +541,35 @@ def split_dataset(
     )
 
 
-@dataclass
-class TrainingData:
-    train: Any
-    valid: Any
-    test: Any
-    examples: dict[str, pd.DataFrame]
-
-
-def training_data(
-    best: Mapping,
-    index_csv: str | os.PathLike,
-    manifests: Mapping[str, str],
-    image_size: int,
-    genres: Sequence[str],
-    seed: int = 0,
-    batch_size: int | None = None,
-) -> TrainingData:
-    """Datasets to train and test the model of a best_trial.json (see the module docstring)."""
-    batch_size = int(batch_size or best["params"]["batch_size"])
-    examples = split_examples(index_csv, manifests, genres)
-    datasets = {
-        split: split_dataset(
-            examples[split], best["backbone"], image_size, batch_size, split == "train", seed
-        )
-        for split in SPLITS
-    }
-    return TrainingData(**datasets, examples=examples)
-
-
 def head_config(params: Mapping) -> dict:
     return {key: params[key] for key in HEAD_KEYS}
+
+
+def trains_on_embeddings(backbone: str, params: Mapping) -> bool:
+    """Whether a model of `params` is a head on the cached embeddings: a frozen backbone
+    gives exactly the cached embeddings (tests/test_models.py), so the head trains on them
+    instead of running the backbone every epoch. Audio backbones always are."""
+    from genreflow.models import backbone_spec
+
+    if kind_of(backbone) == "baseline":
+        return False
+    if is_audio_backbone(backbone):
+        return True  # frozen_backbone_plan fixed trainable_layers to 0
+    value = params["trainable_layers"]
+    return (backbone_spec(backbone).last_block_layers if value == "last_block" else int(value)) == 0
 
 
 def build_model_from_best(
     best: Mapping,
     image_size: int,
-    weights_path: str | os.PathLike | None,
+    weights,
     n_classes: int,
     stats=None,
+    backbone_seed: int = 0,
 ):
-    """The compiled Keras model of a best_trial.json (see the module docstring)."""
+    """The compiled image model of a best_trial.json: the backbone classifier (RGB 0..255
+    images; `split_dataset` applies the backbone's preprocess_input) with `stats` in its
+    head, or the baseline CNN (`weights`, `stats` and `backbone_seed` unused)."""
     params = best["params"]
     if best["backbone"] == BASELINE:
         from genreflow.baseline import build_baseline_cnn
@@ -595,65 +578,19 @@ def build_model_from_best(
     from genreflow.models import build_classifier
 
     return build_classifier(
-        best["backbone"], image_size, weights_path, head_config(params), n_classes, stats=stats
+        best["backbone"], image_size, weights, head_config(params), n_classes, stats=stats,
+        backbone_seed=backbone_seed,
     )
 
 
 # ------------------------------------------------------------------------------ trials
 
 
-def validation_score(
-    probabilities: np.ndarray,
-    labels: np.ndarray,
-    clips: np.ndarray,
-    genres: Sequence[str],
-    objective: str,
-) -> float:
-    """Objective on the validation split, per track (segment probabilities averaged)."""
-    from genreflow.screening import score
-
-    if not np.all(np.isfinite(probabilities)):
-        raise TrialFailed("diverged: the model predicts non-finite probabilities")
-    tracks = score(np.asarray(clips), np.asarray(labels), probabilities, genres)["tracks"]
+def objective_value(scores: Mapping, objective: str) -> float:
+    """A round's objective from `genreflow.scoring.score` of the validation split, per
+    track (segment probabilities averaged)."""
+    tracks = scores["tracks"]
     return float(tracks["accuracy" if objective == "valid_accuracy" else "macro_f1"])
-
-
-@functools.cache
-def _epoch_reporter_class():
-    import keras
-
-    class EpochReporter(keras.callbacks.Callback):
-        """After each epoch: score the validation split, report it to the Optuna trial and
-        raise optuna.TrialPruned when the pruner says so. A non-finite training loss raises
-        TrialFailed at once (the trial diverged)."""
-
-        def __init__(self, trial, evaluate: Callable, prune: bool):
-            super().__init__()
-            self.trial, self.evaluate, self.prune = trial, evaluate, prune
-            self.values: list[float] = []
-
-        def _check_loss(self, logs, where: str) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise TrialFailed(f"diverged: training loss {float(loss)} {where}")
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._check_loss(logs, f"in epoch {len(self.values) + 1}, batch {batch + 1}")
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._check_loss(logs, f"after epoch {epoch + 1}")
-            value = self.evaluate(self.model)
-            self.values.append(value)
-            self.trial.report(value, epoch)
-            if self.prune and self.trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {value:.4f}")
-
-    return EpochReporter
-
-
-def epoch_reporter(trial, evaluate: Callable, prune: bool = True):
-    """The Keras callback that reports each epoch's validation score to `trial`."""
-    return _epoch_reporter_class()(trial, evaluate, prune)
 
 
 def _out_of_memory_errors() -> tuple:
@@ -662,75 +599,46 @@ def _out_of_memory_errors() -> tuple:
     return (MemoryError, tf.errors.ResourceExhaustedError)
 
 
-def _trainable_layer_count(backbone: str, value) -> int:
-    from genreflow.audio_embeddings import is_audio_backbone
-    from genreflow.models import backbone_spec
+@dataclass
+class TrialModel:
+    """A trial's compiled model and what `genreflow.models.train` feeds it."""
 
-    if is_audio_backbone(backbone):
-        return 0  # frozen_backbone_plan fixed it
+    model: Any
+    train_data: Any
+    validation: Any  # genreflow.models.Validation
+    batch_size: int
 
-    return backbone_spec(backbone).last_block_layers if value == "last_block" else int(value)
 
+def trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
+    """The model of one trial's `params`: a head on the cached embeddings, a backbone
+    classifier fine-tuned on images, or the baseline CNN; the head seeded with `seed`."""
+    from genreflow.models import Validation, build_head, seed_everything
 
-def _trial_model(data: TuningData, params: Mapping, seed: int):
-    """(model, fit arguments, validation predictor, validation labels, validation clips)."""
     n_classes = len(data.genres)
     batch_size = int(params["batch_size"])
-    if (
-        data.kind == "transfer"
-        and _trainable_layer_count(data.backbone, params["trainable_layers"]) == 0
-    ):
-        # A frozen backbone gives exactly the cached embeddings (tests/test_models.py):
-        # train the same head on them instead of running the backbone every epoch.
-        from genreflow.models import build_head
-
-        x, y = data.embeddings, data.embedding_labels
-        model = build_head(x["train"].shape[1], head_config(params), n_classes, stats=data.stats)
-        fit = {"x": x["train"], "y": y["train"], "batch_size": batch_size, "shuffle": True}
-        predict = functools.partial(_predict, x["valid"], batch_size=1024)
-        return model, fit, predict, y["valid"], data.embedding_clips["valid"]
+    if trains_on_embeddings(data.backbone, params):
+        x, rows = data.embeddings, data.embedding_rows
+        model = build_head(x["train"].shape[1], head_config(params), n_classes, seed=seed,
+                           stats=data.stats)
+        validation = Validation(x["valid"], rows["valid"]["label"], rows["valid"]["clip"],
+                                data.genres)
+        return TrialModel(model, (x["train"], rows["train"]["label"]), validation, batch_size)
     if data.kind == "transfer":
-        from genreflow.models import build_classifier
-
-        model = build_classifier(
-            data.backbone,
-            data.image_size,
-            data.weights_path,
-            head_config(params),
-            n_classes,
-            stats=data.stats,
-        )
+        best = {"backbone": data.backbone, "params": params}
+        model = build_model_from_best(best, data.image_size, data.weights, n_classes,
+                                      stats=data.stats, backbone_seed=data.backbone_seed)
     else:
         from genreflow.baseline import build_baseline_cnn
 
+        seed_everything(seed)
         model = build_baseline_cnn(params, data.image_size, n_classes)
-    train = split_dataset(
-        data.examples["train"], data.backbone, data.image_size, batch_size, True, seed
-    )
-    valid = split_dataset(
-        data.examples["valid"], data.backbone, data.image_size, batch_size, False, seed
-    )
-    valid_examples = data.examples["valid"]
-    return (
-        model,
-        {"x": train, "shuffle": False},
-        functools.partial(_predict, valid),
-        valid_examples["label"].to_numpy(),
-        valid_examples["clip"].to_numpy(),
-    )
-
-
-def _predict(inputs, model, batch_size: int | None = None) -> np.ndarray:
-    if batch_size is None:
-        return np.asarray(model.predict(inputs, verbose=0))
-    # Arrays (embeddings): calling the model skips predict()'s per-call set-up, which
-    # costs more than a small validation split itself, and this runs after every epoch.
-    return np.concatenate(
-        [
-            np.asarray(model(inputs[start : start + batch_size], training=False))
-            for start in range(0, len(inputs), batch_size)
-        ]
-    )
+    seed_everything(seed)
+    examples = data.examples
+    train = split_dataset(examples["train"], data.backbone, data.image_size, batch_size, True, seed)
+    valid = split_dataset(examples["valid"], data.backbone, data.image_size, batch_size, False, seed)
+    validation = Validation(valid, examples["valid"]["label"].to_numpy(),
+                            examples["valid"]["clip"].to_numpy(), data.genres)
+    return TrialModel(model, train, validation, batch_size)
 
 
 @dataclass
@@ -738,6 +646,7 @@ class TrialResult:
     value: float
     best_epoch: int
     curve: list[float]
+    valid_loss: float
 
 
 def _custom_gradient_names() -> set[str]:
@@ -764,33 +673,48 @@ def _forget_custom_gradients(kept: set[str]) -> None:
         del registry[name]
 
 
-def train_trial(trial, params: Mapping, data: TuningData, objective: str, seed: int, prune: bool):
-    """Train one trial's model; its value is the best epoch's validation objective."""
+def train_trial(
+    trial, params: Mapping, data: ModelData, objective: str, seed: int, prune: bool,
+    patience: int,
+):
+    """Train one trial's model as final models are trained (`genreflow.models.train`: the
+    epoch of lowest validation loss is kept, `patience` epochs without a lower one stop
+    it); its value is the objective at that epoch. Every epoch's objective is reported to
+    Optuna, whose pruner may stop the trial."""
     import keras
 
-    from genreflow.models import seed_everything
+    from genreflow.models import Diverged, train
 
-    seed_everything(seed)
-    model, gradients = None, _custom_gradient_names()
+    gradients = _custom_gradient_names()
+    curve: list[float] = []
+
+    def report(epoch: int, scores: Mapping) -> None:
+        value = objective_value(scores, objective)
+        curve.append(value)
+        trial.report(value, epoch)
+        if prune and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} at {value:.4f}")
+
+    built = None
     try:
-        model, fit, predict, labels, clips = _trial_model(data, params, seed)
-
-        def evaluate(fitted) -> float:
-            return validation_score(predict(fitted), labels, clips, data.genres, objective)
-
-        reporter = epoch_reporter(trial, evaluate, prune)
+        built = trial_model(data, params, seed)
         try:
-            model.fit(**fit, epochs=int(params["epochs"]), callbacks=[reporter], verbose=0)
+            fitted = train(built.model, built.train_data, built.validation,
+                           epochs=int(params["epochs"]), patience=patience,
+                           batch_size=built.batch_size, seed=seed, on_epoch=report)
+        except Diverged as error:
+            raise TrialFailed(str(error)) from None
         finally:
-            trial.set_user_attr("epochs_run", len(reporter.values))
-            trial.set_user_attr("curve", [round(value, 6) for value in reporter.values])
-        best = int(np.argmax(reporter.values))
-        return TrialResult(reporter.values[best], best + 1, reporter.values)
+            trial.set_user_attr("epochs_run", len(curve))
+            trial.set_user_attr("curve", [round(value, 6) for value in curve])
+        best = fitted.best_scores["tracks"]
+        return TrialResult(objective_value(fitted.best_scores, objective), fitted.best_epoch,
+                           curve, float(best["loss"]))
     finally:
         # One process runs many trials: drop the model, Keras' global state (layer name
         # counters, cached functions) and TensorFlow's registered gradients, so that
         # memory does not grow trial after trial (benchmarks/tuning_memory.py).
-        del model
+        del built
         keras.backend.clear_session()
         _forget_custom_gradients(gradients)
         gc.collect()
@@ -804,8 +728,9 @@ class RoundContext:
     plan: RoundPlan
     defaults: dict
     inherited: dict
-    data: TuningData | None = None
+    data: ModelData | None = None
     prune: bool = True
+    patience: int = 8
 
 
 def run_trial(
@@ -821,7 +746,8 @@ def run_trial(
         params = suggest_params(trial, plan, context.defaults, context.inherited)
         trial.set_user_attr("params", params)
         result = train_trial(
-            trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune
+            trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune,
+            context.patience,
         )
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("note", str(pruned))
@@ -842,6 +768,7 @@ def run_trial(
         raise
     else:
         trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("valid_loss", round(result.valid_loss, 6))
         study.tell(trial, result.value)
         state = TrialState.COMPLETE
         note = f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
@@ -878,12 +805,14 @@ def run_worker(
     log=print,
 ) -> None:
     """One worker job of a round: resume or start the study, run trials until it holds
-    n_trials, write a note of what this worker did (`out_json`)."""
+    n_trials, write a note of what this worker did (`out_json`).
+
+    `settings` holds genres, image_size, patience and, for backbones, weights (the
+    backbones.weights setting, `weights_path` being the file it names) and backbone_seed.
+    """
     kind = kind_of(backbone)
     plan = RoundPlan.from_config(round_block, kind)
     _check_inherited(plan, inherited, previous_best)
-    from genreflow.audio_embeddings import is_audio_backbone
-
     if is_audio_backbone(backbone):
         plan = frozen_backbone_plan(plan)
         log(f"{backbone} embeds audio in its own process: head only, trainable_layers 0")
@@ -923,20 +852,22 @@ def run_worker(
         f"study {study_name} in {journal}: {len(round_trials(study, plan.n_trials))} of "
         f"{plan.n_trials} trials there; worker {worker} of {workers} ({incarnation[:8]})"
     )
-    context = RoundContext(plan, dict(defaults), dict(inherited), prune=pruner["kind"] != "none")
+    context = RoundContext(plan, dict(defaults), dict(inherited), prune=pruner["kind"] != "none",
+                           patience=int(settings["patience"]))
     ran = []
     previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         while (trial := claim_trial(study, plan.n_trials, worker, incarnation)) is not None:
             if context.data is None:
-                context.data = load_tuning_data(
+                context.data = load_model_data(
                     backbone,
                     index_csv,
                     manifests,
                     settings["genres"],
                     settings["image_size"],
                     embeddings_npz,
-                    weights_path,
+                    _resolved_weights(backbone, settings, weights_path),
+                    settings.get("backbone_seed", 0),
                 )
             run_trial(study, trial, context, log)
             ran.append(trial.number)
@@ -955,6 +886,16 @@ def run_worker(
             "released": released,
         },
     )
+
+
+def _resolved_weights(backbone: str, settings: Mapping, weights_path: str | None):
+    """The BackboneWeights of an image backbone's settings; None for random init and for
+    models without an image backbone."""
+    if kind_of(backbone) == "baseline" or is_audio_backbone(backbone):
+        return None
+    from genreflow.models import resolve_weights
+
+    return resolve_weights(settings["weights"], weights_path, backbone)
 
 
 def _existing_trials(storage, study_name: str) -> int:
@@ -1027,6 +968,7 @@ def trials_frame(study: optuna.Study, n_trials: int) -> pd.DataFrame:
                 "counted": t.number in counted,
                 "epochs_run": t.user_attrs.get("epochs_run"),
                 "best_epoch": t.user_attrs.get("best_epoch"),
+                "valid_loss": t.user_attrs.get("valid_loss"),
                 "note": note,
                 "duration_s": _duration(t),
             }
@@ -1040,6 +982,7 @@ def trials_frame(study: optuna.Study, n_trials: int) -> pd.DataFrame:
         "counted",
         "epochs_run",
         "best_epoch",
+        "valid_loss",
         "note",
         "duration_s",
     ]
@@ -1070,6 +1013,9 @@ def summarize_round(study: optuna.Study, about: Mapping) -> dict:
         "params": best.user_attrs["params"],
         "value": float(best.value),
         "best_epoch": best.user_attrs.get("best_epoch"),
+        "valid_loss": best.user_attrs.get("valid_loss"),
+        # the rule every trial was trained by, which final training repeats
+        "patience": study.user_attrs.get("definition", {}).get("settings", {}).get("patience"),
         "trial_number": best.number,
         "n_complete": len(complete),
         "n_pruned": states.count(TrialState.PRUNED),
