@@ -17,6 +17,7 @@ include: "rules/screening.smk"
 include: "rules/tuning.smk"
 include: "rules/evaluation.smk"
 include: "rules/segments.smk"
+include: "rules/predict.smk"
 
 
 rule all:
@@ -27,3 +28,4 @@ rule all:
         final_best_trials,
         rules.final.input,
         rules.segments.input,
+        exported_bundle,

@@ -7,7 +7,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 
 from genreflow.audio_embeddings import checkpoint_files, checkpoint_root
 from genreflow.config import ConfigError, sorted_block, validate_config
-from genreflow.corpus import find_clips, shard_clips, synthetic_clips
+from genreflow.corpus import Listing, find_clips, shard_clips, synthetic_clips
 from genreflow.features import FEATURES
 from genreflow.registry import imagenet_weights_target
 from genreflow.run_info import (
@@ -43,18 +43,20 @@ wildcard_constraints:
     shard=r"\d{3}",
 
 
-def corpus_clips():
+def corpus_listing():
     dataset = config["dataset"]
     if dataset["kind"] == "synthetic":
         synthetic = dataset["synthetic"]
-        return synthetic_clips(SYNTHETIC_ROOT, GENRES, synthetic["clips_per_genre"])
+        clips = synthetic_clips(SYNTHETIC_ROOT, GENRES, synthetic["clips_per_genre"])
+        return Listing(clips, [])
     try:
         return find_clips(dataset["root"], GENRES)
     except (FileNotFoundError, ValueError) as error:
         raise WorkflowError(str(error)) from None
 
 
-CLIPS = corpus_clips()
+LISTING = corpus_listing()
+CLIPS = LISTING.clips
 SHARDS = shard_clips(CLIPS, config["features"]["shard_size"])
 
 
@@ -105,6 +107,12 @@ def every_shard(pattern):
         return expand(pattern, shard=sorted(SHARDS), **dict(wildcards.items()))
 
     return files
+
+
+def files_not_clips():
+    """Files under the genre folders that are not clips (broken links, other file types):
+    collect_corpus lists them in rejected.csv, so that no file goes unmentioned."""
+    return sorted(LISTING.not_clips, key=lambda row: row["path"])
 
 
 def shard_checks():
@@ -257,17 +265,22 @@ def tuning_round(wildcards):
     return tuning_block(wildcards.backbone)["rounds"][int(wildcards.round)]
 
 
-def screening_selection():
-    """selection.json, through the checkpoint that writes it.
+def checkpoint_file(checkpoint, name):
+    """Output `name` of a checkpoint (without wildcards), once the checkpoint has run.
 
     Snakemake builds a report's DAG without resolving checkpoints (snakemake#3301), which
-    would leave every tuning and final-model figure out of `snakemake --report`; there the
-    selection written by the finished run is read directly.
+    would leave every figure behind one out of `snakemake --report`; there the file written
+    by the finished run is read directly.
     """
-    finished = "results/screening/selection.json"
+    finished = getattr(checkpoint.rule.output, name)
     if "--report" in sys.argv and os.path.exists(finished):
         return finished
-    return checkpoints.summarize_screening.get().output.selection
+    return getattr(checkpoint.get().output, name)
+
+
+def screening_selection():
+    """selection.json, through the checkpoint that writes it (`checkpoint_file`)."""
+    return checkpoint_file(checkpoints.summarize_screening, "selection")
 
 
 def tuning_combinations():
@@ -543,6 +556,140 @@ def segment_files(name):
 
 def segment_targets():
     return ["results/segments/summary.csv"] if COMPARE_LENGTHS else []
+
+
+# ---------------------------------------------------------------- predict
+from genreflow.predict import list_music, prediction_name
+from genreflow.registry import model_label
+
+PREDICT = config["predict"]
+PREDICT_FILES, PREDICT_NOT_AUDIO = (
+    list_music(PREDICT["input"]) if PREDICT["input"] else ([], [])
+)
+PREDICT_SHARDS = {
+    f"{start // PREDICT['shard_size']:03d}": PREDICT_FILES[
+        start : start + PREDICT["shard_size"]
+    ]
+    for start in range(0, len(PREDICT_FILES), PREDICT["shard_size"])
+}
+PREDICT_NAME = prediction_name(PREDICT) if PREDICT["input"] else None
+
+
+def bundle_folder(model):
+    return f"results/export/{model}"
+
+
+def predicted_model():
+    """<backbone>/<feature>/round_<n>: predict.model, or the final model chosen on
+    validation (results/final/headline.json, written by the summarize_final checkpoint).
+    """
+    if PREDICT["model"]:
+        return PREDICT["model"]
+    chosen = read_json(checkpoint_file(checkpoints.summarize_final, "headline"))
+    return f"{chosen['backbone']}/{chosen['feature']}/round_{chosen['round']}"
+
+
+def exported_bundle(wildcards):
+    folder = bundle_folder(predicted_model())
+    return [
+        f"{folder}/{name}"
+        for name in ("model.keras", "preprocessing.json", "README.md")
+    ]
+
+
+def predict_bundle(wildcards):
+    folder = bundle_folder(predicted_model())
+    return {
+        "model": f"{folder}/model.keras",
+        "preprocessing": f"{folder}/preprocessing.json",
+    }
+
+
+def predict_targets(wildcards):
+    """What `snakemake predict` makes (an input function: evaluated only when asked for)."""
+    if not PREDICT["input"]:
+        raise WorkflowError(
+            "snakemake predict classifies the music of predict.input, which is not set: run "
+            "snakemake predict --config predict='{input: /path/to/music}'"
+        )
+    if not PREDICT_FILES:
+        raise WorkflowError(
+            f"predict.input {PREDICT['input']!r} holds no audio file "
+            f"({len(PREDICT_NOT_AUDIO)} other files)"
+        )
+    return [
+        f"results/predict/{PREDICT_NAME}/{name}"
+        for name in ("predictions.csv", "rejected.csv", "probabilities.png")
+    ]
+
+
+def predict_shard_files(wildcards):
+    return PREDICT_SHARDS[wildcards.shard]
+
+
+def every_predict_shard(pattern):
+    def files(wildcards):
+        return expand(pattern, shard=sorted(PREDICT_SHARDS), name=wildcards.name)
+
+    return files
+
+
+def predict_not_audio():
+    return PREDICT_NOT_AUDIO
+
+
+def export_inputs(wildcards):
+    """Every seed's model and metrics of a final model: the bundle takes the seed with the
+    best validation macro-F1."""
+    folder = f"results/final/{wildcards.backbone}/{wildcards.feature}/round_{wildcards.round}"
+    return {
+        "models": [f"{folder}/seed_{seed}/model.keras" for seed in EVALUATION["seeds"]],
+        "metrics": [
+            f"{folder}/seed_{seed}/metrics.json" for seed in EVALUATION["seeds"]
+        ],
+    }
+
+
+def export_settings(wildcards):
+    """What preprocessing.json says turns audio into this model's input."""
+    backbone, feature = wildcards.backbone, wildcards.feature
+    audio_backbone = is_audio_backbone(backbone)
+    return sorted_block(
+        {
+            "genres": GENRES,
+            "audio": audio_settings(),
+            # the model's own clip or segment length
+            "window_seconds": config["segments"]["seconds"]
+            or config["audio"]["seconds"],
+            "feature": feature,
+            "feature_block": None if audio_backbone else config["features"][feature],
+            "image_size": None if audio_backbone else config["features"]["image_size"],
+            "backbone": backbone,
+            "input": "embedding" if audio_backbone else "image",
+            "scaling": (
+                "none"
+                if audio_backbone
+                else "baseline" if backbone == BASELINE_CNN else "backbone"
+            ),
+            "musicnn": (
+                {"layer": MUSICNN["layer"], "checkpoints": MUSICNN["checkpoints"]}
+                if audio_backbone
+                else None
+            ),
+            "about": final_model_about(wildcards),
+            "caveats": final_notes(wildcards),
+            "model": {
+                "backbone": backbone,
+                "feature": feature,
+                "round": int(wildcards.round),
+                "label": model_label(backbone, feature),
+            },
+        }
+    )
+
+
+wildcard_constraints:
+    name=r"[A-Za-z0-9_.-]+",
 
 
 # ---------------------------------------------------------------- report

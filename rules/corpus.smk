@@ -28,6 +28,8 @@ rule check_clips:
         "results/corpus/checked/{shard}.csv",
     log:
         "logs/check_clips/{shard}.log",
+    benchmark:
+        "benchmarks/check_clips/{shard}.tsv"
     conda:
         "../envs/audio.yaml"
     resources:
@@ -51,5 +53,7 @@ rule collect_corpus:
         "logs/collect_corpus/collect_corpus.log",
     conda:
         "../envs/audio.yaml"
+    params:
+        not_clips=files_not_clips(),
     script:
         "../workflow_scripts/collect_corpus.py"

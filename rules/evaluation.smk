@@ -183,7 +183,7 @@ rule plot_tuning_round:
         "../workflow_scripts/plot_tuning_round.py"
 
 
-rule summarize_final:
+checkpoint summarize_final:
     input:
         metrics=final_files("metrics.json"),
         predictions=final_files("predictions.csv"),

@@ -36,5 +36,6 @@ rule make_splits:
     params:
         settings=split_settings(),
         list_checksums=split_list_checksums(),
+        genres=GENRES,
     script:
         "../workflow_scripts/make_splits.py"

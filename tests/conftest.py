@@ -65,6 +65,9 @@ def make_faulty_files(folder, seconds=6.0):
     (folder / "disco" / "disco.90000.wav").write_bytes((tone(seconds) * 32767).astype("<i2").tobytes())
     soundfile.write(folder / "metal" / "metal.90000.wav", np.zeros(int(seconds * 22050)), 22050)
     soundfile.write(folder / "reggae" / "reggae.90000.wav", tone(1.0), 22050)
+    # what else a real collection holds: a link to a file that is gone, a text file
+    (folder / "hiphop" / "hiphop.90000.wav").symlink_to(folder / "hiphop" / "gone.wav")
+    (folder / "classical" / "liner_notes.txt").write_text("recorded live\n")
     return {
         "blues.90000": "empty file",
         "jazz.00054": "not readable as audio",
@@ -73,6 +76,8 @@ def make_faulty_files(folder, seconds=6.0):
         "disco.90000": "not readable as audio",
         "metal.90000": "silent",
         "reggae.90000": "too short",
+        "hiphop.90000": "broken symbolic link",
+        "liner_notes": "not an audio file name (suffix .txt",
     }
 
 
@@ -87,6 +92,8 @@ def make_tiny_gtzan(root, clips_per_genre=3, seconds=6.0):
     stereo = tone(seconds, sr=44100, channels=2)
     soundfile.write(folder / "country" / "country.80000.wav", stereo, 44100)
     soundfile.write(folder / "classical" / "classical.80000.au", tone(seconds), 22050, format="AU", subtype="PCM_16")
+    # a float file 8x beyond full scale: accepted, with its peak reported
+    soundfile.write(folder / "rock" / "rock.80000.wav", 8 * tone(seconds), 22050, subtype="FLOAT")
     assert sorted(p.name for p in folder.iterdir()) == sorted(GENRES)
     return folder
 

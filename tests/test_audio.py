@@ -97,3 +97,53 @@ def test_segments_drop_the_remainder():
     assert segment_bounds(10 * SR, SR, None) == [(0, 10 * SR)]
     bounds = segment_bounds(10 * SR, SR, 3.0)
     assert bounds == [(0, 3 * SR), (3 * SR, 6 * SR), (6 * SR, 9 * SR)]
+
+
+def test_a_long_file_is_read_only_as_far_as_the_clip_needs(tmp_path, monkeypatch):
+    """Memory follows the clip, not the file: of a 5-minute 44.1 kHz stereo file only the
+    first audio.seconds (plus the resampler's few milliseconds) are decoded, and the clip
+    is the same as from decoding the whole file."""
+    import soxr
+
+    from genreflow import audio
+
+    rate, minutes = 44100, 5
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(path, "w", rate, 2, subtype="PCM_16") as handle:
+        for _ in range(minutes * 6):
+            handle.write(rng.normal(0, 0.1, (rate * 10, 2)))
+    frames_read = []
+    real_read = soundfile.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        data = real_read(self, frames, *args, **kwargs)
+        frames_read.append(len(data))
+        return data
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", counting_read)
+    y, info = load_clip(path, SETTINGS)
+    expected = int(np.ceil((SETTINGS.seconds + audio.RESAMPLER_MARGIN_SECONDS) * rate))
+    assert frames_read == [expected]
+    assert info.source_seconds == minutes * 60.0 and info.source_channels == 2
+    monkeypatch.undo()
+    whole, _ = soundfile.read(path, dtype="float32", always_2d=True)
+    reference = soxr.resample(whole.mean(axis=1), rate, SR, quality="HQ")[: SETTINGS.n_samples]
+    np.testing.assert_array_equal(y, reference)
+
+
+def test_a_header_promising_more_frames_than_the_file_holds(tmp_path):
+    path = write(tmp_path / "cut.wav", tone(6.0), subtype="PCM_16")
+    data = path.read_bytes()
+    (tmp_path / "short.wav").write_bytes(data[: 44 + 2 * int(1.5 * SR)])  # 1.5 s of samples
+    with pytest.raises(BadClip, match="too short: 1.50 s"):
+        load_clip(tmp_path / "short.wav", SETTINGS)
+
+
+def test_samples_beyond_full_scale_are_kept_and_their_peak_reported(tmp_path):
+    loud = write(tmp_path / "loud.wav", 8 * tone(3.0), subtype="FLOAT")
+    y, info = load_clip(loud, SETTINGS)
+    assert info.peak_dbfs == pytest.approx(20 * np.log10(8 * 0.4), abs=0.01)
+    assert np.abs(y).max() == pytest.approx(3.2, abs=0.01)  # kept as is
+    _, normal = load_clip(write(tmp_path / "n.wav", tone(3.0)), SETTINGS)
+    assert normal.peak_dbfs < 0

@@ -144,3 +144,15 @@ def test_fault_filtered_or_own_lists_or_none(tmp_path):
     assert validate_config(with_change("splits.lists", "fault_filtered"))["splits"]["lists"] == "fault_filtered"
     with pytest.raises(ConfigError, match=r"splits\.lists"):
         validate_config(with_change("splits.lists", "artist_filtered"))
+
+
+def test_nested_command_line_values_are_typed_as_in_a_config_file(tmp_path):
+    """Snakemake reads nested --config values as text ('5'); they must mean what they
+    would in config.yaml, with or without a preset."""
+    (tmp_path / "genres_original").mkdir()
+    overrides = {"predict": {"shard_size": "5", "name": "my_run"}, "audio": {"min_seconds": "4.0"},
+                 "screening": {"min_f1": "null"}, "dataset": {"root": str(tmp_path)}}
+    for preset in (None, "gtzan"):
+        config = validate_config({**DEMO, "preset": preset}, overrides=overrides)
+        assert config["predict"]["shard_size"] == 5 and config["predict"]["name"] == "my_run"
+        assert config["audio"]["min_seconds"] == 4.0 and config["screening"]["min_f1"] is None

@@ -3,6 +3,7 @@
 import json
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
@@ -76,3 +77,28 @@ def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):
     assert metrics["pretrained"] is True and metrics["weights"] == "musicnn 0.1.0 MSD_musicnn"
     best = json.loads((workdir / "results/tuning/musicnn_msd/audio/round_0/best_trial.json").read_text())
     assert best["params"]["trainable_layers"] == 0
+
+
+@pytest.mark.parametrize("model", ["vgg16/mel/round_0", "musicnn_msd/audio/round_0",
+                                   "baseline_cnn/mel/round_0"])
+def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, model, monkeypatch):
+    """A test clip through the exported bundle, outside the workflow (musicnn in a process
+    of its own), gives the probabilities the final model's job wrote for it: the bundle's
+    preprocessing is the training pipeline's."""
+    from genreflow.predict import load_bundle
+
+    workdir, _, _ = tiny_gtzan_run
+    snakemake(workdir, "--cores", "2", f"results/export/{model}/preprocessing.json")
+    monkeypatch.chdir(workdir)
+    bundle = load_bundle(f"results/export/{model}")
+    seed = bundle.preprocessing["model"]["seed"]
+    assert bundle.preprocessing["input"] == ("embedding" if "musicnn" in model else "image")
+    predictions = pd.read_csv(f"results/final/{model}/seed_{seed}/predictions.csv")
+    test = predictions[predictions["split"] == "test"].head(3)
+    clips = pd.read_csv("results/corpus/clips.csv").set_index("clip")
+    genres = bundle.preprocessing["genres"]
+    for row in test.itertuples():
+        result = bundle.predict_file(clips.loc[row.clip, "path"])
+        assert result["windows"] == 1  # one window of audio.seconds: the training clip
+        expected = [getattr(row, f"p_{genre}") for genre in genres]
+        np.testing.assert_allclose([result["probabilities"][g] for g in genres], expected, atol=2e-4)

@@ -77,3 +77,66 @@ def test_three_own_genres_run_from_the_corpus_to_table5(own_genres_run):
     assert "NOT PRETRAINED" in table
     summary = pd.read_csv(workdir / "results/final/summary.csv")
     assert summary.loc[0, "corpus"] == "folder"
+
+
+@pytest.fixture(scope="module")
+def own_music(own_genres_run):
+    """Fresh clips of the three genres (not in the corpus), as wav, flac, ogg and mp3, a 70 s
+    track, and files that cannot be used; then `snakemake predict` on the folder."""
+    from genreflow.synthetic import render_clip
+
+    workdir = own_genres_run
+    folder = workdir / "my music"
+    (folder / "album").mkdir(parents=True)
+    truth = {}
+    formats = [("wav", {}), ("flac", {}), ("ogg", {}), ("mp3", {"format": "MP3"})]
+    for source, genre in RENAMED.items():
+        for index, (suffix, kwargs) in enumerate(formats):
+            path = folder / "album" / f"{genre} new {index}.{suffix}"
+            soundfile.write(path, render_clip(source, 20 + index, 4.0), 22050, **kwargs)
+            truth[str(path.relative_to(workdir))] = genre
+    long = np.concatenate([render_clip("metal", 30, 4.0)] * 18)[: 70 * 22050]
+    soundfile.write(folder / "long drone.wav", long, 22050)
+    truth["my music/long drone.wav"] = "drone"
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.mp3").write_text("not audio\n" * 50)
+    soundfile.write(folder / "silence.flac", np.zeros(5 * 22050), 22050)
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8")
+    snakemake(workdir, "--cores", "2", "predict", "--config", "predict={input: 'my music', shard_size: 5}")
+    return workdir, truth
+
+
+def test_predict_classifies_your_own_music_better_than_chance(own_music):
+    workdir, truth = own_music
+    predictions = pd.read_csv(workdir / "results/predict/my_music/predictions.csv")
+    assert sorted(predictions["file"]) == sorted(truth)
+    assert list(predictions.columns) == ["file", "duration_s", "windows", "genre", "probability",
+                                         *(f"p_{genre}" for genre in GENRES)]
+    correct = (predictions["genre"] == predictions["file"].map(truth)).mean()
+    assert correct > 1 / 3 + 0.2, predictions  # chance is 1/3
+    long = predictions.set_index("file").loc["my music/long drone.wav"]
+    assert long["windows"] == 17 and long["duration_s"] == 70.0  # 70 s in 4 s windows
+    rejected = pd.read_csv(workdir / "results/predict/my_music/rejected.csv")
+    reasons = dict(zip(rejected["file"].map(lambda f: f.split("/")[-1]), rejected["reason"]))
+    assert reasons["empty.wav"].startswith("empty file")
+    assert reasons["notes.mp3"].startswith("not readable as audio")
+    assert reasons["silence.flac"].startswith("silent")
+    assert reasons["cover.jpg"].startswith("not an audio file name")
+    assert (workdir / "results/predict/my_music/probabilities.png").read_bytes()[:4] == b"\x89PNG"
+    # 16 audio files (12 songs, the long track and three bad ones) in shards of 5
+    assert len(list((workdir / "results/predict/my_music/shards").glob("*.rejected.csv"))) == 4
+
+
+def test_the_exported_bundle_gives_the_rules_numbers_outside_the_workflow(own_music, monkeypatch):
+    from genreflow.predict import load_bundle
+
+    workdir, truth = own_music
+    monkeypatch.chdir(workdir)
+    bundle = load_bundle("results/export/vgg16/mel/round_0")
+    assert bundle.preprocessing["genres"] == GENRES and bundle.preprocessing["feature"] == "mel"
+    predictions = pd.read_csv("results/predict/my_music/predictions.csv").set_index("file")
+    for path in list(truth)[:4] + ["my music/long drone.wav"]:
+        result = bundle.predict_file(path)
+        for genre in GENRES:
+            assert result["probabilities"][genre] == pytest.approx(predictions.loc[path, f"p_{genre}"], abs=1e-6)
+        assert result["windows"] == predictions.loc[path, "windows"]

@@ -179,3 +179,47 @@ def test_make_splits_refuses_a_list_that_is_not_the_published_one(tmp_path):
                     log=lambda m: None, list_checksums=checksums)
     assert checksums["train"] in str(error.value) and "fetch_split_lists" in str(error.value)
     assert not Path(out["train"]).exists()
+
+
+# ------------------------------------------------------- genres without enough clips
+def _corpus_files(tmp_path, clips, rejected):
+    clips_csv, rejected_csv = tmp_path / "clips.csv", tmp_path / "rejected.csv"
+    clips.to_csv(clips_csv, index=False)
+    pd.DataFrame(rejected, columns=["path", "genre", "clip", "reason"]).to_csv(rejected_csv, index=False)
+    return str(clips_csv), str(rejected_csv)
+
+
+def test_a_genre_without_usable_clips_stops_the_run_before_splitting(tmp_path):
+    """Every rock clip rejected: not nine silent genres with a ten-class macro-F1, but an
+    error naming rock, its counts and reasons, and how to go on."""
+    clips = corpus(6)
+    clips = clips[clips["genre"] != "rock"]
+    rejected = [{"path": f"r{i}.wav", "genre": "rock", "clip": f"rock.0000{i}",
+                 "reason": "not readable as audio: Format not recognised"} for i in range(6)]
+    clips_csv, rejected_csv = _corpus_files(tmp_path, clips, rejected)
+    out = {s: str(tmp_path / f"{s}.csv") for s in ("train", "valid", "test")}
+    settings = {"seed": 42, "fractions": {"train": 0.7, "valid": 0.15, "test": 0.15}}
+    with pytest.raises(ValueError) as error:
+        make_splits(clips_csv, rejected_csv, settings, None, out, str(tmp_path / "u.csv"),
+                    log=lambda m: None, genres=GENRES)
+    message = str(error.value)
+    assert "rock: 0 accepted clip(s) (6 rejected: 6 x not readable as audio: Format not recognised)" in message
+    assert "remove them from dataset.genres" in message
+    assert "jazz" not in message and "blues" not in message
+    assert not Path(out["train"]).exists()
+
+
+def test_split_lists_must_give_every_split_every_genre(tmp_path):
+    clips = corpus(4)
+    lists = {}
+    for split, names in {"train": ["blues/blues.00000.wav", "rock/rock.00000.wav"],
+                         "valid": ["blues/blues.00001.wav", "rock/rock.00001.wav"],
+                         "test": ["blues/blues.00002.wav"]}.items():
+        lists[split] = str(tmp_path / f"{split}.txt")
+        Path(lists[split]).write_text("\n".join(names) + "\n")
+    clips = clips[clips["genre"].isin(["blues", "rock"])]
+    clips_csv, rejected_csv = _corpus_files(tmp_path, clips, [])
+    out = {s: str(tmp_path / f"out_{s}.csv") for s in ("train", "valid", "test")}
+    with pytest.raises(ValueError, match=r"rock: no clip in the test split"):
+        make_splits(clips_csv, rejected_csv, {}, lists, out, str(tmp_path / "u.csv"),
+                    log=lambda m: None, genres=["blues", "rock"])

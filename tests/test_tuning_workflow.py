@@ -355,6 +355,41 @@ def test_a_killed_tuning_job_resumes_its_study(upstream, tmp_path):
     assert "interrupted" in table.set_index("number").loc[running, "note"]
 
 
+def test_a_torn_journal_record_is_repaired_and_the_round_completes(upstream, tmp_path):
+    """The issue's reproduction: finish a round, cut the last line of its study.journal in
+    half, remove its workers/, best_trial.json and trials.csv, and rebuild best_trial.json.
+    The rerun repairs the journal (the torn bytes moved aside, a WARNING in the log), keeps
+    every trial completed before the cut, and ends with exactly n_trials counted trials."""
+    import shutil
+
+    workdir = copy_workdir(upstream, tmp_path / "w", one_round(n_trials=3, epochs=2))
+    snakemake(workdir, "--cores", "2", "tuning")
+    journal = workdir / R0 / "study.journal"
+    name = best(workdir, R0)["study_name"]
+    before = optuna.load_study(study_name=name, storage=journal_storage(journal, lambda m: None))
+    completed_before = {t.number: t.value for t in before.trials if t.state == TrialState.COMPLETE}
+    data = journal.read_bytes()
+    last = data[:-1].rfind(b"\n") + 1
+    journal.write_bytes(data[: last + (len(data) - last) // 2])  # the last record, half written
+    shutil.rmtree(workdir / R0 / "workers")
+    (workdir / R0 / "best_trial.json").unlink()
+    (workdir / R0 / "trials.csv").unlink()
+
+    snakemake(workdir, "--cores", "2", f"{R0}/best_trial.json")
+    log = (workdir / "logs/tune_round/vgg16/mel/round_0/0.log").read_text()
+    assert f"WARNING: {journal.relative_to(workdir)} ended in a torn record" in log
+    assert len(list(journal.parent.glob("study.journal.torn-*"))) == 1
+    study = optuna.load_study(study_name=name, storage=journal_storage(journal, lambda m: None))
+    counted = round_trials(study, 3)
+    assert len(counted) == 3 and all(t.state != TrialState.RUNNING for t in counted)
+    after = {t.number: t.value for t in study.trials if t.state == TrialState.COMPLETE}
+    torn = max(completed_before)  # the trial whose completion record was cut
+    assert {n: v for n, v in completed_before.items() if n != torn} == {
+        n: after[n] for n in completed_before if n != torn}
+    record = best(workdir, R0)
+    assert record["n_complete"] + record["n_pruned"] + record["n_failed"] == 3
+
+
 # ---------------------------------------------------------------- workers
 def test_two_workers_share_one_study_and_run_exactly_n_trials(upstream, tmp_path):
     workdir = copy_workdir(

@@ -24,11 +24,27 @@ def test_bad_files_are_rejected_with_reasons_and_the_rest_go_on(tiny_gtzan_run):
         assert expected[row.clip] in row.reason, (row.clip, row.reason)
         assert Path(row.path).name.startswith(row.clip)
     clips = pd.read_csv(workdir / "results/corpus/clips.csv")
-    assert len(clips) == 10 * 3 + 2
+    assert len(clips) == 10 * 3 + 3
     odd = clips.set_index("clip")
     assert odd.loc["country.80000", "source_sample_rate"] == 44100
     assert odd.loc["country.80000", "source_channels"] == 2
     assert odd.loc["classical.80000", "path"].endswith(".au")
+    # beyond full scale: kept, its peak in clips.csv and a warning in the log
+    assert odd.loc["rock.80000", "peak_dbfs"] == pytest.approx(20 * np.log10(8 * 0.6), abs=0.05)
+    assert (odd.drop(index="rock.80000")["peak_dbfs"] <= 0).all()
+    shard_logs = "".join(p.read_text() for p in (workdir / "logs/check_clips").glob("*.log"))
+    assert "rock.80000.wav: samples up to 4.80 (+13.6 dBFS) beyond full scale" in shard_logs
+
+
+def test_every_file_under_a_genre_folder_is_accepted_or_rejected(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    files = [path for path in (workdir / "corpus/genres_original").glob("*/*")
+             if path.is_file() or path.is_symlink()]
+    clips = pd.read_csv(workdir / "results/corpus/clips.csv")
+    rejected = pd.read_csv(workdir / "results/corpus/rejected.csv")
+    listed = sorted([*clips["path"], *rejected["path"]])
+    assert len(listed) == len(files) and sorted(str(p) for p in files) == sorted(
+        str(workdir / path) for path in listed)
 
 
 def test_every_accepted_clip_has_five_images_and_indexes(tiny_gtzan_run):

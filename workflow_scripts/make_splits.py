@@ -9,6 +9,7 @@ with logged_job(snakemake) as log:
         settings=snakemake.params.settings,
         list_paths=list_paths or None,
         list_checksums=snakemake.params.list_checksums,
+        genres=snakemake.params.genres,
         out={split: snakemake.output[split] for split in SPLITS},
         unmatched_csv=snakemake.output.unmatched,
         log=log,

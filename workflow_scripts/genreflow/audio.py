@@ -3,13 +3,19 @@
 Every clip goes through `load_clip`, which is the one documented rule for turning a
 file into model input:
 
-1. decode with libsndfile (WAV, AU/SND, AIFF, FLAC, OGG, ...), any channel count;
+1. decode with libsndfile (WAV, AU/SND, AIFF, FLAC, OGG, MP3, ...), any channel count; only
+   the first `seconds` (plus a few milliseconds the resampler needs) are read, so memory
+   follows the clip's length, not the file's (a 30-minute file costs what a 30 s one does);
 2. mix to mono by averaging the channels;
 3. resample to `sample_rate` with soxr (high quality) if the file has another rate;
 4. reject the clip (raise `BadClip` with the reason) if it is shorter than
    `min_seconds`, silent (peak below `silence_dbfs`), or holds NaN/inf samples;
 5. keep the first `seconds` seconds; a clip between `min_seconds` and `seconds` long is
    zero-padded at the end, so that every clip gives images of the same width.
+
+Samples beyond full scale (float files can hold them) are kept as they are, with a warning:
+every default image is gain-invariant (genreflow.features), so the level does not reach the
+models through the images; the peak is reported in `ClipInfo.peak_dbfs` (clips.csv).
 
 Only numpy, soundfile and soxr are imported here: feature jobs decode thousands of
 clips, and pulling in librosa/numba would add seconds of start-up to each job.
@@ -25,6 +31,9 @@ import numpy as np
 import soundfile
 
 SILENCE_DBFS = -60.0
+# Read past the clip's end so that resampling gives the first `seconds` exactly as from the
+# whole file: soxr's HQ filter looks ahead a few milliseconds.
+RESAMPLER_MARGIN_SECONDS = 0.05
 
 
 class BadClip(Exception):
@@ -59,10 +68,18 @@ class ClipInfo:
     source_seconds: float
     source_sample_rate: int
     source_channels: int
+    peak_dbfs: float  # of the samples used; above 0 when a float file exceeds full scale
 
 
-def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Return (samples as float32 [frames, channels], sample rate) or raise BadClip."""
+@dataclass(frozen=True)
+class Decoded:
+    samples: np.ndarray  # float32 [frames, channels]: the first frames of the file
+    sample_rate: int
+    source_frames: int  # frames in the whole file, as its header says
+
+
+def decode(path: str | os.PathLike, max_seconds: float | None = None) -> Decoded:
+    """The first `max_seconds` of a file (all of it for None), or raise BadClip."""
     try:
         size = os.path.getsize(path)
     except OSError as error:
@@ -70,13 +87,19 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if size == 0:
         raise BadClip("empty file (0 bytes)")
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(path) as source:
+            rate, total = int(source.samplerate), int(source.frames)
+            wanted = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
+            samples = source.read(wanted, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
         # libsndfile's own words ("Format not recognised", "Unspecified internal
         # error", ...) are what a user can search for, so keep them.
         message = str(error).replace(str(path), "").strip(" :")
         raise BadClip(f"not readable as audio: {message}") from None
-    return samples, int(rate)
+    # A header can promise more frames than the file holds (a cut-off download).
+    if max_seconds is None or samples.shape[0] < wanted:
+        total = samples.shape[0]
+    return Decoded(samples, rate, total)
 
 
 def to_mono_at_rate(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -88,8 +111,8 @@ def to_mono_at_rate(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndar
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def check_signal(mono: np.ndarray, settings: AudioSettings) -> None:
-    seconds = mono.size / settings.sample_rate
+def check_signal(mono: np.ndarray, settings: AudioSettings, seconds: float) -> None:
+    """Reject a clip of `seconds` (the file's length) whose used part `mono` is unusable."""
     if seconds < settings.min_seconds:
         raise BadClip(
             f"too short: {seconds:.2f} s < audio.min_seconds {settings.min_seconds:g} s"
@@ -113,15 +136,18 @@ def fit_length(mono: np.ndarray, n_samples: int) -> np.ndarray:
 
 def load_clip(path: str | os.PathLike, settings: AudioSettings) -> tuple[np.ndarray, ClipInfo]:
     """Decode, check and normalise one clip (see the module docstring for the rule)."""
-    samples, rate = decode(path)
+    decoded = decode(path, settings.seconds + RESAMPLER_MARGIN_SECONDS)
+    samples, rate = decoded.samples, decoded.sample_rate
     if samples.shape[0] == 0:
         raise BadClip("no audio frames")
     mono = to_mono_at_rate(samples, rate, settings.sample_rate)
-    check_signal(mono, settings)
+    check_signal(mono, settings, decoded.source_frames / rate)
+    peak = float(np.max(np.abs(samples)))
     info = ClipInfo(
-        source_seconds=round(samples.shape[0] / rate, 3),
+        source_seconds=round(decoded.source_frames / rate, 3),
         source_sample_rate=rate,
         source_channels=samples.shape[1],
+        peak_dbfs=round(20 * math.log10(peak), 2),
     )
     return fit_length(mono, settings.n_samples), info
 
@@ -135,4 +161,65 @@ def segment_bounds(n_samples: int, sample_rate: int, segment_seconds: float | No
         return [(0, n_samples)]
     length = int(round(segment_seconds * sample_rate))
     count = n_samples // length
+    return [(k * length, (k + 1) * length) for k in range(count)]
+
+
+def load_track(
+    path: str | os.PathLike, settings: AudioSettings, block_seconds: float = 60.0
+) -> tuple[np.ndarray, ClipInfo]:
+    """A whole track of any length, mono at `settings.sample_rate`, checked by the corpus
+    rule (decodable, not shorter than `min_seconds`, not silent, finite) but not cut to
+    `seconds`: prediction covers all of it (`track_windows`).
+
+    Read and resampled block by block (soxr's stream gives the same samples as resampling
+    the whole track at once), so memory follows the resampled track, not the decoded file.
+    """
+    if os.path.exists(path) and os.path.getsize(path) == 0:
+        raise BadClip("empty file (0 bytes)")
+    try:
+        with soundfile.SoundFile(path) as source:
+            rate, channels = int(source.samplerate), int(source.channels)
+            resampler = None
+            if rate != settings.sample_rate:
+                import soxr
+
+                resampler = soxr.ResampleStream(rate, settings.sample_rate, 1, dtype="float32",
+                                                quality="HQ")
+            parts, frames, peak = [], 0, 0.0
+            block = max(1, int(block_seconds * rate))
+            while True:
+                samples = source.read(block, dtype="float32", always_2d=True)
+                last = samples.shape[0] < block
+                frames += samples.shape[0]
+                if samples.size:
+                    peak = max(peak, float(np.max(np.abs(samples))))
+                mono = samples.mean(axis=1) if channels > 1 else samples[:, 0]
+                mono = np.ascontiguousarray(mono, dtype=np.float32)
+                parts.append(resampler.resample_chunk(mono, last=last) if resampler else mono)
+                if last:
+                    break
+    except BadClip:
+        raise
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        message = str(error).replace(str(path), "").strip(" :")
+        raise BadClip(f"not readable as audio: {message}") from None
+    if frames == 0:
+        raise BadClip("no audio frames")
+    track = np.concatenate(parts)
+    check_signal(track, settings, frames / rate)
+    info = ClipInfo(round(frames / rate, 3), rate, channels, round(20 * math.log10(peak), 2))
+    return track, info
+
+
+def track_windows(
+    n_samples: int, sample_rate: int, window_seconds: float, min_seconds: float
+) -> list[tuple[int, int]]:
+    """Sample ranges a model of `window_seconds` clips (or segments) sees of a track: the
+    non-overlapping windows that fit, the remainder dropped (as segments are cut); a track
+    shorter than one window but at least `min_seconds` long is one window, zero-padded as a
+    corpus clip is. A 70 s track and 30 s windows: two windows."""
+    length = int(round(window_seconds * sample_rate))
+    count = n_samples // length
+    if count == 0 and n_samples >= min_seconds * sample_rate:
+        return [(0, length)]
     return [(k * length, (k + 1) * length) for k in range(count)]

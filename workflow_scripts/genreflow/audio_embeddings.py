@@ -311,3 +311,54 @@ def join_embeddings(shard_npzs: Sequence[str], out_npz: str, log=print) -> None:
     )
     log(f"joined {len(caches)} shards: {sum(len(c.clip) for c in caches)} examples")
 
+
+
+# ----------------------------------------------------------------- prediction windows
+
+
+def embed_track_windows(request_json: str, out_npz: str) -> None:
+    """musicnn's embedding of every prediction window of some files, for
+    `genreflow.predict.Bundle` (which runs this in a process of its own: see the module
+    docstring). The request names the backbone, layer, checkpoints, audio settings, window
+    length and files; the result holds each window's embedding and its file (`owner`),
+    each file's duration and, for a file that cannot be used, the reason instead."""
+    from dataclasses import replace
+
+    from genreflow.audio import AudioSettings, BadClip, load_track, track_windows
+    from genreflow.io import read_json
+
+    request = read_json(request_json)
+    settings = replace(AudioSettings.from_config(request["audio"]), sample_rate=SAMPLE_RATE)
+    embedder = MusicnnEmbedder(request["backbone"], checkpoint_root(request["checkpoints"]),
+                               request["layer"])
+    rows, owners, durations, reasons = [], [], [], []
+    for i, path in enumerate(request["paths"]):
+        try:
+            track, info = load_track(path, settings)
+            bounds = track_windows(track.size, SAMPLE_RATE, request["window_seconds"],
+                                   settings.min_seconds)
+            if not bounds:
+                raise BadClip("too short for one window")
+        except BadClip as reason:
+            durations.append(0.0)
+            reasons.append(str(reason))
+            continue
+        length = bounds[0][1] - bounds[0][0]
+        track = np.pad(track, (0, max(0, length - track.size)))
+        for start, stop in bounds:
+            window_patches = patches(log_mel(track[start:stop]))
+            rows.append(embedder(window_patches).mean(axis=0))
+            owners.append(i)
+        durations.append(info.source_seconds)
+        reasons.append("")
+    embedder.close()
+    width = MUSICNN_LAYERS[request["layer"]]
+    np.savez(out_npz, embeddings=np.asarray(rows, np.float32).reshape(-1, width),
+             owner=np.asarray(owners, np.int64), duration_s=np.asarray(durations),
+             reason=np.asarray(reasons, dtype=str))
+
+
+if __name__ == "__main__":
+    import sys
+
+    embed_track_windows(*sys.argv[1:3])

@@ -90,6 +90,26 @@ def _describe(error) -> str:
     return f"config key {key}: {message}"
 
 
+def command_line_values(values):
+    """--config values with their nested scalars typed as in a config file.
+
+    Snakemake reads `--config predict='{input: music, shard_size: 5}'` with YAML's base
+    loader, so every nested value arrives as text ('5', 'true', 'null'); here they are read
+    as YAML reads them in config.yaml, so that the command line means what a file would.
+    """
+    if isinstance(values, dict):
+        return {key: command_line_values(value) for key, value in values.items()}
+    if isinstance(values, list):
+        return [command_line_values(value) for value in values]
+    if isinstance(values, str):
+        try:
+            typed = yaml.safe_load(values)
+        except yaml.YAMLError:
+            return values
+        return typed if typed is None or isinstance(typed, (bool, int, float)) else values
+    return values
+
+
 def validate_config(config: dict, base_dir: str = ".", overrides: dict | None = None) -> dict:
     """Return a validated copy of `config` with every default filled in.
 
@@ -97,8 +117,10 @@ def validate_config(config: dict, base_dir: str = ".", overrides: dict | None = 
     values) over both. Raises ConfigError listing every problem found, each naming its key.
     """
     config = copy.deepcopy(config)
+    overrides = command_line_values(overrides or {})
     if config.get("preset"):
-        config = deep_merge(deep_merge(config, load_preset(config["preset"])), overrides or {})
+        config = deep_merge(config, load_preset(config["preset"]))
+    config = deep_merge(config, overrides)
     validator = _validator_filling_defaults(load_schema())
     # Two passes: the first fills defaults, so that the second reports errors on the
     # complete config (a default nested in a default is only filled on the way down).
@@ -213,6 +235,12 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         if not os.path.isfile(os.path.join(base_dir, path)):
             problems.append(f"config key splits.lists.{split}: file {path!r} does not exist")
     problems.extend(_tuning_relations(config))
+    source = config["predict"]["input"]
+    if source is not None and not os.path.exists(os.path.join(base_dir, source)):
+        problems.append(
+            f"config key predict.input: {source!r} does not exist; give the folder of the "
+            "music to classify (--config predict='{input: /path/to/music}')"
+        )
     return problems
 
 

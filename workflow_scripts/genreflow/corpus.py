@@ -40,7 +40,30 @@ def genre_root(root: str) -> Path:
     return base
 
 
-def find_clips(root: str, genres) -> list[Clip]:
+@dataclass(frozen=True)
+class Listing:
+    """A corpus folder's files: the clips, and every other file under a genre folder with
+    the reason it is not one (it goes to rejected.csv, so that no file is dropped unsaid)."""
+
+    clips: list[Clip]
+    not_clips: list[dict]
+
+
+def _not_a_clip(entry: os.DirEntry) -> str | None:
+    """Why a genre folder's entry is not a clip, or None if it is one."""
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return f"broken symbolic link (to {os.readlink(entry.path)})"
+    if entry.is_dir():
+        return None  # a folder, not a file
+    if not entry.is_file():
+        return "not a regular file"
+    suffix = os.path.splitext(entry.name)[1].lower()
+    if suffix not in AUDIO_SUFFIXES:
+        return f"not an audio file name (suffix {suffix or 'none'}; audio is {', '.join(AUDIO_SUFFIXES)})"
+    return ""
+
+
+def find_clips(root: str, genres) -> Listing:
     """Audio files under `<root>/<genre>/` (or `<root>/genres_original/<genre>/`).
 
     Raises FileNotFoundError naming what is missing; files in folders that are not one of
@@ -61,11 +84,17 @@ def find_clips(root: str, genres) -> list[Clip]:
             "expected <genre>/<genre>.000NN.wav (or .au)"
         )
     clips: list[Clip] = []
+    not_clips: list[dict] = []
     seen: dict[str, str] = {}
     for genre in genres:
         for entry in sorted(os.scandir(folder / genre), key=lambda e: e.name):
-            stem, suffix = os.path.splitext(entry.name)
-            if not entry.is_file() or suffix.lower() not in AUDIO_SUFFIXES:
+            stem = os.path.splitext(entry.name)[0]
+            reason = _not_a_clip(entry)
+            if reason is None:
+                continue
+            if reason:
+                not_clips.append({"path": entry.path, "genre": genre, "clip": stem,
+                                  "reason": reason})
                 continue
             if stem in seen:
                 raise ValueError(
@@ -78,7 +107,7 @@ def find_clips(root: str, genres) -> list[Clip]:
         raise FileNotFoundError(
             f"dataset.root: no audio files ({', '.join(AUDIO_SUFFIXES)}) under {str(folder)!r}"
         )
-    return clips
+    return Listing(clips, not_clips)
 
 
 def shard_clips(clips: list[Clip], shard_size: int) -> dict[str, list[Clip]]:
@@ -107,6 +136,12 @@ def check_shard(clips, audio, on_bad_file: str, out_csv: str, log=print) -> None
             log(f"rejected {clip['path']}: {reason}")
             rows.append({**clip, "status": "rejected", "reason": str(reason)})
             continue
+        if info.peak_dbfs > 0:
+            log(
+                f"WARNING: {clip['path']}: samples up to {10 ** (info.peak_dbfs / 20):.2f} "
+                f"({info.peak_dbfs:+.1f} dBFS) beyond full scale; kept as they are (every "
+                "default image is gain-invariant; the peak is in clips.csv)"
+            )
         rows.append(
             {
                 **clip,
@@ -115,6 +150,7 @@ def check_shard(clips, audio, on_bad_file: str, out_csv: str, log=print) -> None
                 "source_seconds": info.source_seconds,
                 "source_sample_rate": info.source_sample_rate,
                 "source_channels": info.source_channels,
+                "peak_dbfs": info.peak_dbfs,
             }
         )
     table = pd.DataFrame(
@@ -128,6 +164,7 @@ def check_shard(clips, audio, on_bad_file: str, out_csv: str, log=print) -> None
             "source_seconds",
             "source_sample_rate",
             "source_channels",
+            "peak_dbfs",
         ],
     )
     bad = table[table.status == "rejected"]
@@ -141,17 +178,30 @@ def check_shard(clips, audio, on_bad_file: str, out_csv: str, log=print) -> None
     write_csv(out_csv, table)
 
 
-def collect_checks(shard_csvs, clips_csv: str, rejected_csv: str, log=print) -> None:
-    """Join the shards' check tables into the corpus's clips.csv and rejected.csv."""
+def collect_checks(
+    shard_csvs, not_clips, clips_csv: str, rejected_csv: str, log=print
+) -> None:
+    """Join the shards' check tables into the corpus's clips.csv and rejected.csv; the
+    files under the genre folders that are not clips (`not_clips`) are rejects too."""
     import pandas as pd
 
     from genreflow.io import write_csv
 
     table = pd.concat([pd.read_csv(path, keep_default_na=False) for path in shard_csvs])
     accepted = table[table.status == "accepted"].drop(columns=["status", "reason"])
-    rejected = table[table.status == "rejected"][["path", "genre", "clip", "reason"]]
+    columns = ["path", "genre", "clip", "reason"]
+    rejected = pd.concat(
+        [table[table.status == "rejected"][columns], pd.DataFrame(list(not_clips), columns=columns)],
+        ignore_index=True,
+    )
+    for row in pd.DataFrame(list(not_clips), columns=columns).itertuples():
+        log(f"rejected {row.path}: {row.reason}")
     write_csv(clips_csv, accepted)
     write_csv(rejected_csv, rejected)
     log(f"{len(accepted)} clips accepted, {len(rejected)} rejected")
+    loud = accepted[pd.to_numeric(accepted["peak_dbfs"]) > 0]
+    if len(loud):
+        log(f"WARNING: {len(loud)} accepted clips have samples beyond full scale (peak_dbfs "
+            "> 0 in clips.csv), kept as they are")
     if len(accepted) == 0:
         raise ValueError("every clip of the corpus was rejected; see " + rejected_csv)

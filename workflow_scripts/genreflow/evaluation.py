@@ -23,26 +23,9 @@ import numpy as np
 import pandas as pd
 
 from genreflow.io import read_json, write_csv, write_json, write_text_atomic
-from genreflow.run_info import BASELINE, caveats, is_audio_backbone
+from genreflow.registry import model_label
+from genreflow.run_info import caveats, is_audio_backbone
 from genreflow.scoring import SPLITS, predictions_frame, score
-
-BACKBONE_NAMES = {
-    "efficientnetb0": "EfficientNetB0",
-    "inceptionv3": "InceptionV3",
-    "resnet50": "ResNet50",
-    "vgg16": "VGG16",
-    "musicnn_msd": "musicnn (MSD)",
-    "musicnn_mtt": "musicnn (MTT)",
-    BASELINE: "Baseline CNN",
-}
-FEATURE_NAMES = {
-    "mel": "mel spectrogram",
-    "mfcc": "MFCC",
-    "stft": "STFT",
-    "spectrogram": "spectrogram",
-    "chroma": "chromagram",
-    "audio": "audio",
-}
 
 # Scores reported per model: (split, level, metric). "tracks" averages the segment
 # probabilities of each track; "examples" scores every image (segment) on its own.
@@ -53,14 +36,6 @@ _SCORES = [
     for level in ("tracks", "examples")
     for metric in ("macro_f1", "accuracy", "loss")
 ]
-
-
-def model_label(backbone: str, feature: str) -> str:
-    """Human-readable model name, e.g. 'VGG16 + mel spectrogram'."""
-    return (
-        f"{BACKBONE_NAMES.get(backbone, backbone)} + "
-        f"{FEATURE_NAMES.get(feature, feature)}"
-    )
 
 
 def _column(split: str, level: str, metric: str) -> str:
@@ -396,6 +371,7 @@ SUMMARY_COLUMNS = (
     "test_segment_macro_f1_mean", "test_segment_macro_f1_std",
     "test_segment_accuracy_mean", "test_segment_accuracy_std",
     "tuning_objective", "tuning_value", "corpus", "split", "weights", "pretrained",
+    "test_absent_genres",
 )
 
 
@@ -435,6 +411,7 @@ def summary_table(
         for metric, interval in score_intervals(model_tracks.labels, model_tracks.predicted,
                                                 len(genres), bootstrap).items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+        row["test_absent_genres"] = " ".join(model_tracks.absent(genres))
         rows.append(row)
         tracks.append(model_tracks)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -475,7 +452,9 @@ def _delta_cell(row) -> str:
             f"{bracket(row['delta_macro_f1_low'], row['delta_macro_f1_high'], signed=True)}")
 
 
-def table5_markdown(summary: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
+def table5_markdown(
+    summary: pd.DataFrame, notes: Sequence[str], bootstrap, genres: Sequence[str] = ()
+) -> str:
     """The study's Table 5 (every model and round), ranked by validation, the validation and
     test scores side by side, and each model's test difference to the chosen one."""
     segmented = summary["test_segment_macro_f1_mean"].notna().any()
@@ -486,8 +465,13 @@ def table5_markdown(summary: pd.DataFrame, notes: Sequence[str], bootstrap) -> s
         spread = f"mean ± sample sd over {n_seeds[0]} seeds"
     else:
         spread = "mean ± sample sd over the seeds counted in the last column"
+    from genreflow.intervals import absent_note
+
     chosen = summary.iloc[0]
     lines = [f"> **{note}**\n" for note in notes]
+    absent = str(chosen["test_absent_genres"] or "").split() if pd.notna(chosen["test_absent_genres"]) else []
+    if absent:
+        lines.append(absent_note(absent, genres))
     lines.append(
         f"**Chosen on validation: {chosen['model']}, round {chosen['round']}: test macro-F1 "
         f"{_interval_cell(chosen, 'test_macro_f1')}.**\n"
@@ -565,7 +549,7 @@ def summarize_final(
     for note in notes:
         log("WARNING: " + note)
     write_csv(out_summary, summary)
-    write_text_atomic(out_table, table5_markdown(summary, notes, bootstrap))
+    write_text_atomic(out_table, table5_markdown(summary, notes, bootstrap, genres))
     plot_final_scores(summary, out_scores, notes)
     write_json(out_headline, headline(summary, bootstrap, notes))
     chosen = summary.iloc[0]

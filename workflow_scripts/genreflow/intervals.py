@@ -160,6 +160,19 @@ class TrackPredictions:
     labels: np.ndarray
     predicted: np.ndarray  # (seeds, tracks)
 
+    def absent(self, genres: Sequence[str]) -> list[str]:
+        """Genres without a test track, which a macro average still counts with F1 0."""
+        present = set(self.labels.tolist())
+        return [genre for i, genre in enumerate(genres) if i not in present]
+
+
+def absent_note(absent: Sequence[str], genres: Sequence[str]) -> str:
+    """What a table over a test split without some genres must say."""
+    if not absent:
+        return ""
+    return (f"**Macro-F1 averages over all {len(genres)} genres of dataset.genres, but "
+            f"{', '.join(absent)} had no test track (F1 0 there).**\n")
+
 
 def tracks_of_test_split(predictions: pd.DataFrame, genres: Sequence[str]) -> TrackPredictions:
     """The test split of a predictions.csv (screening, final or segments; one or several

@@ -45,7 +45,10 @@ def classification_metrics(y_true, y_pred, labels: Sequence[str]) -> dict:
     scores and the confusion matrix.
 
     Returns a JSON-serialisable dict: accuracy, macro_f1, n, per_class
-    ({label: {precision, recall, f1, support}}) and confusion_matrix (nested lists).
+    ({label: {precision, recall, f1, support}}), confusion_matrix (nested lists) and
+    `absent`: the labels with no example, which the macro average still counts (with F1 0);
+    make_splits stops a run before any split would lack a genre, so in a workflow run it is
+    empty, and a table over a split that lacks one says so.
     """
     matrix = confusion_matrix(y_true, y_pred, len(labels))
     true_positives = np.diag(matrix).astype(np.float64)
@@ -71,4 +74,5 @@ def classification_metrics(y_true, y_pred, labels: Sequence[str]) -> dict:
             for i, label in enumerate(labels)
         },
         "confusion_matrix": matrix.tolist(),
+        "absent": [label for i, label in enumerate(labels) if support[i] == 0],
     }

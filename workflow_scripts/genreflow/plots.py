@@ -291,7 +291,7 @@ def plot_final(
 # ------------------------------------------------------------------ tuning rounds
 
 
-def load_study(journal: str | os.PathLike, study_name: str | None = None):
+def load_study(journal: str | os.PathLike, study_name: str | None = None, log=print):
     """A study of a journal file, by name; without a name, the journal's only study.
 
     A tuning round's journal holds one study per configuration it was run with (the name
@@ -299,12 +299,12 @@ def load_study(journal: str | os.PathLike, study_name: str | None = None):
     """
     import optuna
 
-    if not os.path.isfile(journal):
-        # JournalFileBackend would silently create an empty journal.
-        raise FileNotFoundError(f"Optuna journal {journal} does not exist")
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from genreflow.journal import journal_storage
 
-    storage = JournalStorage(JournalFileBackend(os.fspath(journal)))
+    if not os.path.isfile(journal):
+        # Opening would silently create an empty journal.
+        raise FileNotFoundError(f"Optuna journal {journal} does not exist")
+    storage = journal_storage(journal, log)
     names = optuna.study.get_all_study_names(storage)
     if study_name is None:
         if len(names) != 1:
@@ -533,18 +533,19 @@ def plot_tuning_round(
 ) -> None:
     """Optimisation history, hyperparameter importances and parallel coordinates of one
     tuning round's study."""
-    from genreflow.evaluation import model_label
+    from genreflow.registry import model_label
     from genreflow.run_info import caveats
 
     best = read_json(best_trial_json)
-    study = load_study(journal, best.get("study_name"))
-    counts = trial_counts(study)
+    study = load_study(journal, best.get("study_name"), log)
     notes = caveats(about)
     objective = best.get("objective")
+    # The counts of the round's n_trials, as collect_round counted them (trials given back
+    # or interrupted are in the journal too, but not in the round).
     name = (
         f"{model_label(about['backbone'], about['feature'])}, tuning round {about['round']}"
-        f" ({best.get('sampler', 'sampler ?')}: {counts['complete']} complete, "
-        f"{counts['pruned']} pruned, {counts['fail']} failed)"
+        f" ({best.get('sampler', 'sampler ?')}: {best.get('n_complete')} complete, "
+        f"{best.get('n_pruned')} pruned, {best.get('n_failed')} failed)"
     )
     plot_optimization_history(study, out_history, f"Optimisation history\n{name}", notes,
                               objective)
@@ -552,5 +553,4 @@ def plot_tuning_round(
                            notes, objective)
     plot_parallel_coordinate(study, out_parallel, f"Parallel coordinates\n{name}", notes,
                              objective)
-    log(f"study {study.study_name}: {counts}; wrote {out_history}, {out_importances}, "
-        f"{out_parallel}")
+    log(f"study {study.study_name}: wrote {out_history}, {out_importances}, {out_parallel}")

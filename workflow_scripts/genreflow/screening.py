@@ -149,18 +149,25 @@ def summary_table(
         tracks = tracks_of_test_split(pd.read_csv(predictions_csv, dtype={"clip": str}), genres)
         intervals = score_intervals(tracks.labels, tracks.predicted, len(genres), bootstrap)
         row = {key: record[key] for key in columns}
+        row["test_absent_genres"] = " ".join(tracks.absent(genres))
         for metric, interval in intervals.items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def markdown_tables(summary: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
+def markdown_tables(
+    summary: pd.DataFrame, notes: Sequence[str], bootstrap, genres: Sequence[str]
+) -> str:
     """The study's Tables 1-4: one table per backbone, one row per image type, ordered by
     validation macro-F1 (which alone decides what goes on to tuning)."""
-    from genreflow.intervals import bracket
+    from genreflow.intervals import absent_note, bracket
 
     lines = [f"> **{note}**\n" for note in notes]
+    absent = [genre for genre in genres
+              if any(genre in cell.split() for cell in summary["test_absent_genres"].fillna(""))]
+    if absent:
+        lines.append(absent_note(absent, genres))
     lines.append(
         "Rows are ordered by validation macro-F1, which alone chooses each backbone's image "
         "type; the test columns were not used to choose. Brackets: the "
@@ -254,7 +261,7 @@ def summarize_screening(
         log("WARNING: " + note)
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
     write_csv(out_summary, summary)
-    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap))
+    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres))
     plot_heatmap(summary, selected, out_heatmap, notes)
     write_json(out_selection, {"rule": {"min_f1": min_f1, "top_k": top_k,
                                         "metric": "valid_macro_f1"},

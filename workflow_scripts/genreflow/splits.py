@@ -172,6 +172,55 @@ def splits_from_lists(
     return parts, pd.DataFrame(unmatched, columns=["split", "clip", "reason"])
 
 
+def _rejections(rejected: pd.DataFrame, genre: str) -> str:
+    reasons = rejected.loc[rejected["genre"] == genre, "reason"].value_counts()
+    if reasons.empty:
+        return "none rejected"
+    shown = "; ".join(f"{count} x {reason}" for reason, count in reasons.head(3).items())
+    more = f"; and {reasons.iloc[3:].sum()} more" if len(reasons) > 3 else ""
+    return f"{reasons.sum()} rejected: {shown}{more}"
+
+
+def check_genres_can_be_split(
+    clips: pd.DataFrame, rejected: pd.DataFrame, genres, fractions: dict
+) -> None:
+    """Stop before splitting when a genre of dataset.genres has fewer accepted clips than
+    the split needs (one per split at least): otherwise it would silently be absent from
+    the splits while every macro-F1 still averaged over it."""
+    problems = []
+    for genre in genres:
+        count = int((clips["genre"] == genre).sum())
+        try:
+            split_sizes(count, fractions)
+        except ValueError:
+            problems.append(f"  {genre}: {count} accepted clip(s) ({_rejections(rejected, genre)})")
+    if problems:
+        raise ValueError(
+            "these genres have too few usable clips for a train/validation/test split (at "
+            "least one per split):\n" + "\n".join(problems) + "\nFix or add their files (see "
+            "results/corpus/rejected.csv), or remove them from dataset.genres to go on without "
+            "them."
+        )
+
+
+def check_every_split_has_every_genre(
+    parts: dict[str, pd.DataFrame], rejected: pd.DataFrame, genres, lists: dict[str, str]
+) -> None:
+    """With split lists, every genre must be in every split: a genre missing from the test
+    split would be averaged into every macro-F1 with an F1 of 0."""
+    problems = [
+        f"  {genre}: no clip in the {split} split ({lists[split]}; {_rejections(rejected, genre)})"
+        for split in SPLITS
+        for genre in genres
+        if not (parts[split]["genre"] == genre).any()
+    ]
+    if problems:
+        raise ValueError(
+            "the split lists leave genres out of a split:\n" + "\n".join(problems)
+            + "\nAdd clips of them to those lists, or remove them from dataset.genres."
+        )
+
+
 def make_splits(
     clips_csv: str,
     rejected_csv: str,
@@ -181,6 +230,7 @@ def make_splits(
     unmatched_csv: str,
     log=print,
     list_checksums: dict[str, str] | None = None,
+    genres=None,
 ) -> None:
     """Write the manifests: from `list_paths` (their sha256 checked against
     `list_checksums` when given: the published fault-filtered lists), else stratified."""
@@ -191,14 +241,17 @@ def make_splits(
     for split, sha256 in (list_checksums or {}).items():
         check_published_list(list_paths[split], sha256, FAULT_FILTERED_LISTS[split].url)
         log(f"{list_paths[split]}: the published {split} list (sha256 {sha256[:12]}...)")
+    genres = list(genres) if genres is not None else sorted(clips["genre"].unique())
     if list_paths:
         parts, unmatched = splits_from_lists(clips, rejected, list_paths)
+        check_every_split_has_every_genre(parts, rejected, genres, list_paths)
         for row in unmatched.itertuples():
             log(f"WARNING: {row.split} list names {row.clip}, which is {row.reason}")
         unused = len(clips) - sum(len(part) for part in parts.values())
         if unused:
             log(f"{unused} accepted clips are in none of the lists and are left out")
     else:
+        check_genres_can_be_split(clips, rejected, genres, settings["fractions"])
         parts = stratified_split(clips, settings["fractions"], settings["seed"])
         unmatched = pd.DataFrame(columns=["split", "clip", "reason"])
     for split in SPLITS:

@@ -33,7 +33,8 @@ What other stages use
 How a round runs
 ----------------
 `run_worker` is one worker job: it opens the round's study in the journal file (with a lock
-that works on network file systems) and runs trials until the study holds `n_trials`.
+that works on network file systems, repaired first if a crash left it with a torn last
+record: `genreflow.journal`) and runs trials until the study holds `n_trials`.
 Several workers may share a study; each trial is claimed before it runs (`claim_trial`), so
 that together they run exactly `n_trials`. A worker killed mid-trial leaves that trial
 RUNNING; the worker's next incarnation marks it failed ("interrupted", not counted) and runs
@@ -71,6 +72,7 @@ from optuna.trial import TrialState, create_trial
 
 from genreflow.config import TUNING_HYPERPARAMETERS, sorted_block
 from genreflow.io import read_json, write_csv, write_json
+from genreflow.journal import journal_storage  # noqa: F401 (the journals' one entry point)
 from genreflow.run_info import BASELINE, is_audio_backbone
 from genreflow.scoring import SPLITS, split_rows
 
@@ -313,19 +315,6 @@ def make_pruner(settings: Mapping) -> optuna.pruners.BasePruner:
 
 
 # ------------------------------------------------------------------------------ storage
-
-
-def journal_storage(path: str | os.PathLike) -> optuna.storages.JournalStorage:
-    """Journal storage in a file, locked by a lock file created with open(O_CREAT|O_EXCL),
-    which is atomic on local disks and on NFSv3 or later. A lock left by a killed process is
-    taken over after Optuna's grace period (30 s)."""
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-    path = os.fspath(path)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(
-        JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
-    )
 
 
 def _hash_file(digest, path: str | os.PathLike) -> None:
@@ -832,7 +821,7 @@ def run_worker(
         definition, data_files, [embeddings_npz] if embeddings_npz else []
     )
     study_name = f"{backbone}.{feature}.round_{round_number}.{fingerprint[:16]}"
-    storage = journal_storage(journal)
+    storage = journal_storage(journal, log)
     existing = _existing_trials(storage, study_name)
     study = optuna.create_study(
         storage=storage,
@@ -1064,7 +1053,7 @@ def collect_round(
     if len(studies) != 1:
         raise RuntimeError(f"the workers of one round ran different studies: {sorted(studies)}")
     ((study_name, journal),) = studies
-    study = optuna.load_study(study_name=study_name, storage=journal_storage(journal))
+    study = optuna.load_study(study_name=study_name, storage=journal_storage(journal, log))
     summary = summarize_round(study, about)
     write_csv(out_trials, trials_frame(study, about["n_trials"]))
     write_json(out_best, summary)

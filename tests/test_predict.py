@@ -1,0 +1,163 @@
+"""Classifying your own music without Snakemake: windows of a track, the files of a folder,
+and bundles (made here from a small model) that turn audio into the model's input exactly
+as the training images were made, and refuse an edited preprocessing.json."""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import soundfile
+
+from genreflow.audio import AudioSettings, BadClip, load_clip, load_track, track_windows
+from genreflow.predict import BundleError, export_bundle, list_music, load_bundle
+
+SR = 22050
+GENRES = ["ambient", "drone", "zydeco"]
+AUDIO = {"sample_rate": SR, "seconds": 4.0, "min_seconds": 3.0, "silence_dbfs": -60.0}
+MEL = {"n_fft": 1024, "hop_length": 256, "n_mels": 64, "fmin": 0.0, "fmax": None, "top_db": 80.0}
+
+
+def music(seconds, seed=0, rate=SR, channels=1):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    y = 0.3 * np.sin(2 * np.pi * (220 + 110 * seed) * t) + 0.05 * rng.normal(size=t.size)
+    return np.stack([y] * channels, axis=1) if channels > 1 else y
+
+
+def test_windows_of_a_track():
+    assert track_windows(70 * SR, SR, 30.0, 25.0) == [(0, 30 * SR), (30 * SR, 60 * SR)]
+    assert track_windows(70 * SR, SR, 3.0, 5.0)[-1] == (66 * SR, 69 * SR)  # 23 segments
+    assert len(track_windows(70 * SR, SR, 3.0, 5.0)) == 23
+    assert track_windows(27 * SR, SR, 30.0, 25.0) == [(0, 30 * SR)]  # one, zero-padded
+    assert track_windows(20 * SR, SR, 30.0, 25.0) == []
+
+
+def test_a_whole_track_is_the_clip_the_corpus_stage_would_cut_and_more(tmp_path):
+    path = tmp_path / "t.wav"
+    soundfile.write(path, music(9.0, rate=44100, channels=2), 44100)
+    settings = AudioSettings.from_config(AUDIO)
+    track, info = load_track(path, settings, block_seconds=2.0)  # several blocks
+    clip, _ = load_clip(path, settings)
+    assert track.size == 9 * SR and info.source_seconds == 9.0 and info.source_channels == 2
+    np.testing.assert_array_equal(track[: clip.size], clip)
+
+
+def test_list_music_walks_the_folder_and_says_what_it_leaves_out(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.wav", "a/b/two.FLAC", "three.mp3"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "cover.jpg").write_bytes(b"x")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    audio, others = list_music(tmp_path)
+    assert [os.path.relpath(p, tmp_path) for p in audio] == ["a/b/two.FLAC", "a/one.wav", "three.mp3"]
+    reasons = {os.path.basename(row["file"]): row["reason"] for row in others}
+    assert reasons["cover.jpg"].startswith("not an audio file name")
+    assert reasons["gone.wav"].startswith("broken symbolic link")
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    """A bundle of a small (untrained) baseline CNN on 32 px mel images, as export writes it."""
+    from genreflow.baseline import build_baseline_cnn
+    from genreflow.evaluation import save_model_atomic
+    from genreflow.io import write_json
+
+    folder = tmp_path_factory.mktemp("bundle_source")
+    model = build_baseline_cnn({"conv_layers": 1, "kernels": 4, "dense_layers": 1, "units": 8},
+                               32, len(GENRES))
+    save_model_atomic(model, folder / "seed_0.keras")
+    write_json(folder / "seed_0.json", {"seed": 0, "valid": {"tracks": {"macro_f1": 0.5, "loss": 1.0}},
+                                        "test": {"tracks": {"macro_f1": 0.4}}})
+    out = tmp_path_factory.mktemp("bundle")
+    settings = {
+        "genres": GENRES, "audio": AUDIO, "window_seconds": 4.0, "feature": "mel",
+        "feature_block": MEL, "image_size": 32, "backbone": "baseline_cnn", "input": "image",
+        "scaling": "baseline", "musicnn": None, "about": {"weights": "from scratch"},
+        "caveats": ["SYNTHETIC DEMO CORPUS: test"],
+        "model": {"backbone": "baseline_cnn", "feature": "mel", "round": 0, "label": "Baseline CNN + mel"},
+    }
+    export_bundle([str(folder / "seed_0.json")], [str(folder / "seed_0.keras")], settings,
+                  str(out / "model.keras"), str(out / "preprocessing.json"), str(out / "README.md"),
+                  log=lambda message: None)
+    return out
+
+
+def test_a_bundle_classifies_files_of_any_format_and_length(bundle_dir, tmp_path):
+    bundle = load_bundle(bundle_dir)
+    # 16-bit samples: the lossless formats then hold exactly the same ones
+    y = np.round(music(10.0, seed=1) * 32767).astype(np.int16)
+    paths = {}
+    for name, kwargs in (("song.wav", {}), ("song.flac", {}), ("song.ogg", {}),
+                         ("song.mp3", {"format": "MP3"})):
+        paths[name] = tmp_path / name
+        soundfile.write(paths[name], y, SR, **kwargs)
+    results = {name: bundle.predict_file(path) for name, path in paths.items()}
+    for result in results.values():
+        assert set(result["probabilities"]) == set(GENRES)
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert result["windows"] == 2  # 10 s in 4 s windows
+    # lossless formats decode to the same samples, so to the same probabilities
+    assert results["song.flac"]["probabilities"] == pytest.approx(results["song.wav"]["probabilities"], abs=1e-6)
+    long = tmp_path / "long.wav"
+    soundfile.write(long, music(70.0, seed=2), SR)
+    assert bundle.predict_file(long)["windows"] == 17  # 70 s in 4 s windows
+    assert "Baseline CNN + mel" in (bundle_dir / "README.md").read_text()
+
+
+def test_unusable_files_are_rejected_with_reasons_and_the_rest_go_on(bundle_dir, tmp_path):
+    bundle = load_bundle(bundle_dir)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.mp3").write_text("not audio at all\n" * 40)
+    soundfile.write(tmp_path / "silence.wav", np.zeros(6 * SR), SR)
+    soundfile.write(tmp_path / "short.wav", music(2.0), SR)
+    soundfile.write(tmp_path / "good.wav", music(6.0), SR)
+    paths = [str(tmp_path / name) for name in ("empty.wav", "notes.mp3", "silence.wav", "short.wav", "good.wav")]
+    predictions, rejected = bundle.predict_files(paths, log=lambda message: None)
+    assert list(predictions["file"]) == [paths[-1]]
+    reasons = dict(zip(rejected["file"], rejected["reason"]))
+    assert reasons[paths[0]].startswith("empty file")
+    assert reasons[paths[1]].startswith("not readable as audio")
+    assert reasons[paths[2]].startswith("silent")
+    assert reasons[paths[3]].startswith("too short")
+    with pytest.raises(BadClip, match="silent"):
+        bundle.predict_file(paths[2])
+
+
+def test_the_bundle_makes_the_input_the_training_images_were(bundle_dir, tmp_path):
+    """What the model saw in training: the feature stage's PNG, read by genreflow.data's
+    pipeline. The bundle's in-memory input for the same window must be identical."""
+    from genreflow.baseline import baseline_dataset
+    from genreflow.data import image_dataset
+    from genreflow.features import FeatureComputer, clip_images, png_bytes
+    from genreflow.models import backbone_spec
+
+    y = music(4.0, seed=3).astype(np.float32)
+    image = clip_images(FeatureComputer(SR, {"mel": MEL}), y, 32)["mel"]
+    png = tmp_path / "x.png"
+    png.write_bytes(png_bytes(image))
+    bundle = load_bundle(bundle_dir)
+    ours = bundle.image_inputs(y[None])
+    theirs = next(iter(baseline_dataset([png], None, 32, 1, False, 0)))
+    np.testing.assert_array_equal(ours, np.asarray(theirs))
+    # the same for a backbone's input (VGG16's preprocessing of the gray image as RGB)
+    bundle.preprocessing = {**bundle.preprocessing, "scaling": "backbone", "backbone": "vgg16"}
+    theirs = next(iter(image_dataset([png], None, 32, 1, False, 0, backbone_spec("vgg16").preprocess_input)))
+    np.testing.assert_array_equal(bundle.image_inputs(y[None]), np.asarray(theirs))
+
+
+def test_an_edited_preprocessing_json_is_refused(bundle_dir, tmp_path):
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle_dir, edited)
+    preprocessing = json.loads((edited / "preprocessing.json").read_text())
+    preprocessing["feature"] = "mfcc"
+    (edited / "preprocessing.json").write_text(json.dumps(preprocessing))
+    with pytest.raises(BundleError, match="edited after export .*feature 'mfcc'"):
+        load_bundle(edited)
+    (edited / "model.keras").unlink()
+    with pytest.raises(BundleError, match="model.keras is missing"):
+        load_bundle(edited)

@@ -1,0 +1,13 @@
+from genreflow.jobs import logged_job
+from genreflow.predict import export_bundle
+
+with logged_job(snakemake) as log:
+    export_bundle(
+        metrics_jsons=list(snakemake.input.metrics),
+        model_kerases=list(snakemake.input.models),
+        settings=snakemake.params.settings,
+        out_model=snakemake.output.model,
+        out_preprocessing=snakemake.output.preprocessing,
+        out_readme=snakemake.output.readme,
+        log=log,
+    )
