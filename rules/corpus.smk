@@ -33,7 +33,7 @@ rule check_clips:
     conda:
         "../envs/audio.yaml"
     resources:
-        mem_mb=1000,
+        mem_mb=500,
         runtime=30,
     params:
         clips=shard_clip_table,

@@ -42,7 +42,7 @@ rule train_final:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=6000,
         runtime=240,
     params:
         settings=final_settings,

@@ -22,7 +22,7 @@ rule make_images:
     conda:
         "../envs/audio.yaml"
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
         runtime=60,
     params:
         block=feature_block,

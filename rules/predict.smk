@@ -56,7 +56,7 @@ rule predict_shard:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=6000,
         runtime=120,
     script:
         "../workflow_scripts/predict_shard.py"

@@ -43,7 +43,7 @@ rule embed_images:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=120,
     params:
         image_size=config["features"]["image_size"],
@@ -74,7 +74,7 @@ rule embed_audio:
         "../envs/musicnn.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=6000,
         runtime=60,
     params:
         layer=MUSICNN["layer"],
@@ -117,7 +117,7 @@ rule train_screening:
         "../envs/tensorflow.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=60,
     params:
         head=sorted_block(config["screening"]["head"]),

@@ -29,7 +29,7 @@ rule tune_round:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
+        mem_mb=6000,
         runtime=240,
     params:
         round=tuning_round_block,
