@@ -208,13 +208,22 @@ def split_manifest_files(wildcards):
     return {split: f"results/splits/{split}.csv" for split in SPLITS}
 
 
+def screening_protocol():
+    """kfold, unless splits.lists gives the split to use (the folds are then not used)."""
+    if config["splits"]["lists"]:
+        return "holdout"
+    return config["screening"]["protocol"]
+
+
 def screening_training():
-    return sorted_block(
-        {
-            key: config["screening"][key]
-            for key in ("epochs", "patience", "batch_size", "seed")
-        }
-    )
+    training = {
+        key: config["screening"][key]
+        for key in ("epochs", "patience", "batch_size", "seed")
+    }
+    training["protocol"] = screening_protocol()
+    if training["protocol"] == "kfold":
+        training["folds"] = config["screening"]["folds"]
+    return sorted_block(training)
 
 
 RUN_ABOUT = describe_run(config)
@@ -396,6 +405,7 @@ def tuning_settings(wildcards):
         "genres": GENRES,
         "image_size": config["features"]["image_size"],
         "patience": TUNING["patience"],
+        "cv_folds": TUNING["cv_folds"],
     }
     if wildcards.backbone != BASELINE_CNN:
         settings["weights"] = config["backbones"]["weights"]

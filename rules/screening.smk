@@ -109,6 +109,7 @@ rule train_screening:
         metrics="results/screening/{backbone}/{feature}/metrics.json",
         history="results/screening/{backbone}/{feature}/history.csv",
         predictions="results/screening/{backbone}/{feature}/predictions.csv",
+        folds="results/screening/{backbone}/{feature}/folds.csv",
     log:
         "logs/train_screening/{backbone}/{feature}.log",
     benchmark:
@@ -156,6 +157,10 @@ checkpoint summarize_screening:
         notes=caveats(run_about()),
         genres=GENRES,
         bootstrap=sorted_block(config["bootstrap"]),
+        protocol={
+            "requested": config["screening"]["protocol"],
+            "used": screening_protocol(),
+        },
         min_f1=config["screening"]["min_f1"],
         top_k=config["screening"]["top_k"],
     script:

@@ -86,6 +86,7 @@ use rule train_screening as segment_train_screening with:
         metrics="results/segments/{length}/screening/{backbone}/{feature}/metrics.json",
         history="results/segments/{length}/screening/{backbone}/{feature}/history.csv",
         predictions="results/segments/{length}/screening/{backbone}/{feature}/predictions.csv",
+        folds="results/segments/{length}/screening/{backbone}/{feature}/folds.csv",
     log:
         "logs/segment_train_screening/{length}/{backbone}/{feature}.log",
     benchmark:

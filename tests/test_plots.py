@@ -272,7 +272,8 @@ def _render(text, **context):
 def _fake_job(about):
     return SimpleNamespace(
         wildcards=SimpleNamespace(backbone="vgg16", feature="mel", round="2"),
-        params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2]),
+        params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2],
+                               protocol={"requested": "kfold", "used": "kfold"}),
     )
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import psutil
@@ -425,3 +426,41 @@ def test_inheriting_a_name_the_previous_round_does_not_produce_fails_before_any_
         "config key tuning.rounds.2.inherit: 'learning_rate' is not produced by round 1" in output
     )
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+# ---------------------------------------------------------------- cross-validated rounds
+def test_a_cross_validated_chain_completes_and_feeds_the_next_round(tmp_path):
+    """tuning.cv_folds: 3 on heads: each round's trials train once per fold of the pooled
+    train and validation tracks, best_trial.json says so, and round 1 inherits from it."""
+    from genreflow.synthetic import write_corpus
+
+    write_corpus(tmp_path / "corpus", 6, 4.0, log=lambda message: None)
+    rounds = [
+        {"nuisance": {"learning_rate": dim(type="float", low=1.0e-3, high=1.0e-2, log=True)},
+         "fixed": {"trainable_layers": 0}, "sampler": "qmc", "n_trials": 2},
+        {"inherit": ["learning_rate", "trainable_layers"],
+         "scientific": {"units": dim(type="int", low=8, high=32)},
+         "sampler": "random", "n_trials": 2, "objective": "valid_loss"},
+    ]
+    config = {
+        "dataset": {"kind": "gtzan", "root": "corpus", "genres": ["classical", "metal", "reggae"]},
+        "audio": {"seconds": 4.0, "min_seconds": 3.0},
+        "features": {"image_size": 32, "shard_size": 20},
+        "backbones": {"names": ["vgg16"], "weights": "none"},
+        "segments": {"compare": None},
+        "screening": {"features": ["mel"], "epochs": 3, "patience": 2},
+        "tuning": {"combinations": [{"backbone": "vgg16", "feature": "mel"}], "cv_folds": 3,
+                   "pruner": {"kind": "none"}, "baseline": {"enabled": False},
+                   "defaults": {"epochs": 4, "batch_size": 8, "units": 16}, "rounds": rounds},
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "tuning")
+    first, second = best(tmp_path, R0), best(tmp_path, R1)
+    assert first["cv_folds"] == 3 and len(first["fold_values"]) == 3
+    assert first["value"] == pytest.approx(np.mean(first["fold_values"]), abs=1e-6)
+    assert second["params"]["learning_rate"] == first["params"]["learning_rate"]
+    assert second["objective"] == "valid_loss" and second["cv_folds"] == 3
+    trials = pd.read_csv(tmp_path / R0 / "trials.csv")
+    assert all(len(str(v).split()) == 3 for v in trials["fold_values"])
+    log = (tmp_path / "logs/tune_round/vgg16/mel/round_0/0.log").read_text()
+    assert "trials use 3 fold(s) of the pooled train and validation tracks" in log

@@ -14,5 +14,6 @@ with logged_job(snakemake) as log:
         out_tables=snakemake.output.tables,
         out_heatmap=snakemake.output.heatmap,
         out_selection=snakemake.output.selection,
+        protocol=snakemake.params.protocol,
         log=log,
     )

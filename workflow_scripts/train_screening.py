@@ -14,5 +14,6 @@ with logged_job(snakemake) as log:
         out_metrics=snakemake.output.metrics,
         out_history=snakemake.output.history,
         out_predictions=snakemake.output.predictions,
+        out_folds=snakemake.output.folds,
         log=log,
     )

@@ -65,69 +65,108 @@ def screen_head(
     out_metrics: str,
     out_history: str,
     out_predictions: str,
+    out_folds: str,
     log=print,
 ) -> None:
-    """Train the head on cached embeddings; write metrics, history and predictions."""
-    from genreflow.models import Validation, build_head, feature_statistics, load_embeddings
-    from genreflow.models import predict_proba, train
+    """Train the head on cached embeddings; write metrics, history, predictions and the
+    per-fold scores (one row for the holdout protocol).
+
+    `training["protocol"]`: `holdout` trains on the train split, stops on the validation
+    split and scores the test split (the study's). `kfold` (HEAR's GTZAN protocol: frozen
+    embeddings, a shallow head, track-level folds) pools every track, cuts `folds` folds
+    (whole tracks, stratified by genre, seeded) and, for each fold, trains on the others but
+    one, stops on that one (`valid`) and scores the held-out fold (`test`); every track is
+    tested once, and the scores are the means over folds.
+    """
+    from genreflow.models import load_embeddings
 
     cache = load_embeddings(embeddings_npz)
-    rows = split_rows(cache.clip, manifests)
+    if training.get("protocol", "holdout") == "kfold":
+        from genreflow.folds import track_folds
+
+        rows = split_rows(cache.clip, manifests)
+        pooled = np.sort(np.concatenate([rows[split] for split in SPLITS]))
+        k = int(training["folds"])
+        fold = track_folds(cache.clip[pooled], cache.label[pooled], k, training["seed"])
+        plans = [{"train": pooled[(fold != i) & (fold != (i + 1) % k)],
+                  "valid": pooled[fold == (i + 1) % k], "test": pooled[fold == i]}
+                 for i in range(k)]
+    else:
+        plans = [split_rows(cache.clip, manifests)]
+    results = [_screen_one(cache, plan, head, training, genres, about, i, log)
+               for i, plan in enumerate(plans)]
+    metrics = _combine_folds(results, about, head, training, len(plans), genres)
+    write_csv(out_history, pd.concat([r["history"] for r in results], ignore_index=True))
+    write_csv(out_predictions, pd.concat([r["predictions"] for r in results], ignore_index=True))
+    write_csv(out_folds, pd.DataFrame([r["fold"] for r in results]))
+    write_json(out_metrics, metrics)
+    spread = "" if len(plans) == 1 else f" (mean of {len(plans)} folds)"
+    log(f"valid macro-F1 {metrics['valid_macro_f1']:.3f}, test macro-F1 "
+        f"{metrics['test_macro_f1']:.3f}{spread}")
+
+
+def _screen_one(cache, rows, head, training, genres, about, fold: int, log) -> dict:
+    """One head trained on rows["train"], stopped on rows["valid"], scored on both and on
+    rows["test"]."""
+    from genreflow.models import Validation, build_head, feature_statistics, predict_proba, train
+
     x = {split: cache.embeddings[rows[split]] for split in SPLITS}
     y = {split: cache.label[rows[split]] for split in SPLITS}
-    log(
-        f"{about['backbone']} + {about['feature']}: "
+    log(f"{about['backbone']} + {about['feature']}"
+        + (f", fold {fold + 1}" if training.get("protocol") == "kfold" else "") + ": "
         + ", ".join(f"{split} {len(y[split])}" for split in SPLITS)
-        + f" examples of {x['train'].shape[1]} features"
-    )
-    model = build_head(
-        x["train"].shape[1],
-        head,
-        n_classes=len(genres),
-        seed=training["seed"],
-        stats=feature_statistics(x["train"]),
-    )
-    fitted = train(
-        model,
-        (x["train"], y["train"]),
-        Validation(x["valid"], y["valid"], cache.clip[rows["valid"]], genres),
-        epochs=training["epochs"],
-        patience=training["patience"],
-        batch_size=training["batch_size"],
-        seed=training["seed"],
-    )
-    predictions, metrics = [], {}
+        + f" examples of {x['train'].shape[1]} features")
+    model = build_head(x["train"].shape[1], head, n_classes=len(genres), seed=training["seed"],
+                       stats=feature_statistics(x["train"]))
+    fitted = train(model, (x["train"], y["train"]),
+                   Validation(x["valid"], y["valid"], cache.clip[rows["valid"]], genres),
+                   epochs=training["epochs"], patience=training["patience"],
+                   batch_size=training["batch_size"], seed=training["seed"])
+    scores, predictions, outputs = {}, [], {}
     for split in ("valid", "test"):
         probabilities = predict_proba(model, x[split])
         clips, segments = cache.clip[rows[split]], cache.segment[rows[split]]
-        metrics[split] = score(clips, y[split], probabilities, genres)
-        predictions.append(
-            predictions_frame(split, clips, segments, y[split], probabilities, genres)
-        )
-    write_csv(out_history, fitted.history)
-    write_csv(out_predictions, pd.concat(predictions, ignore_index=True))
-    write_json(
-        out_metrics,
-        {
-            **about,
-            "seed": training["seed"],
-            "epochs_run": int(len(fitted.history)),
-            "best_epoch": fitted.best_epoch,
-            "head": head,
-            "valid_macro_f1": metrics["valid"]["tracks"]["macro_f1"],
-            "valid_accuracy": metrics["valid"]["tracks"]["accuracy"],
-            "valid_loss": metrics["valid"]["tracks"]["loss"],
-            "test_macro_f1": metrics["test"]["tracks"]["macro_f1"],
-            "test_accuracy": metrics["test"]["tracks"]["accuracy"],
-            "valid": metrics["valid"],
-            "test": metrics["test"],
-        },
-    )
-    log(
-        f"valid macro-F1 {metrics['valid']['tracks']['macro_f1']:.3f}, "
-        f"test macro-F1 {metrics['test']['tracks']['macro_f1']:.3f} "
-        f"after {len(fitted.history)} epochs (kept epoch {fitted.best_epoch})"
-    )
+        scores[split] = score(clips, y[split], probabilities, genres)
+        outputs[split] = (clips, y[split], probabilities)
+        frame = predictions_frame(split, clips, segments, y[split], probabilities, genres)
+        frame.insert(0, "fold", fold)
+        predictions.append(frame)
+    history = fitted.history
+    history.insert(0, "fold", fold)
+    return {
+        "scores": scores, "outputs": outputs, "history": history, "epochs_run": len(history),
+        "best_epoch": fitted.best_epoch, "predictions": pd.concat(predictions, ignore_index=True),
+        "fold": {"fold": fold, **{f"n_{split}": len(y[split]) for split in SPLITS},
+                 **{f"{split}_{metric}": scores[split]["tracks"][metric]
+                    for split in ("valid", "test") for metric in ("macro_f1", "accuracy", "loss")},
+                 "best_epoch": fitted.best_epoch},
+    }
+
+
+def _combine_folds(results: Sequence[dict], about, head, training, n_folds: int, genres) -> dict:
+    """metrics.json: the holdout run's scores; for k folds, `valid_*`/`test_*` are the means
+    (and sds) over the folds, as HEAR reports them, and `valid`/`test` score the pooled
+    out-of-fold predictions (every track once), which the tables' intervals resample."""
+    folds = pd.DataFrame([r["fold"] for r in results])
+    metrics = {
+        **about, "seed": training["seed"], "head": head,
+        "protocol": training.get("protocol", "holdout"), "folds": n_folds,
+        "epochs_run": int(sum(r["epochs_run"] for r in results)),
+        "best_epoch": int(results[0]["best_epoch"]) if n_folds == 1 else None,
+    }
+    for split in ("valid", "test"):
+        for metric in ("macro_f1", "accuracy", "loss"):
+            column = f"{split}_{metric}"
+            metrics[column] = float(folds[column].mean())
+            metrics[column + "_std"] = float(folds[column].std(ddof=1)) if n_folds > 1 else None
+    for split in ("valid", "test"):
+        if n_folds == 1:
+            metrics[split] = results[0]["scores"][split]
+        else:
+            clips, labels, probabilities = (np.concatenate(parts) for parts in
+                                            zip(*(r["outputs"][split] for r in results)))
+            metrics[split] = score(clips, labels, probabilities, genres)
+    return metrics
 
 
 def summary_table(
@@ -140,15 +179,16 @@ def summary_table(
     from genreflow.io import read_json
 
     columns = [
-        "backbone", "feature", "weights", "pretrained", "valid_macro_f1", "valid_accuracy",
-        "valid_loss", "test_macro_f1", "test_accuracy", "epochs_run", "seed",
+        "backbone", "feature", "weights", "pretrained", "protocol", "folds", "valid_macro_f1",
+        "valid_macro_f1_std", "valid_accuracy", "valid_loss", "test_macro_f1",
+        "test_macro_f1_std", "test_accuracy", "test_accuracy_std", "epochs_run", "seed",
     ]
     rows = []
     for metrics_json, predictions_csv in zip(metrics_jsons, predictions_csvs, strict=True):
-        record = read_json(metrics_json)
+        record = {"protocol": "holdout", "folds": 1, **read_json(metrics_json)}
         tracks = tracks_of_test_split(pd.read_csv(predictions_csv, dtype={"clip": str}), genres)
         intervals = score_intervals(tracks.labels, tracks.predicted, len(genres), bootstrap)
-        row = {key: record[key] for key in columns}
+        row = {key: record.get(key) for key in columns}
         row["test_absent_genres"] = " ".join(tracks.absent(genres))
         for metric, interval in intervals.items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
@@ -157,13 +197,29 @@ def summary_table(
 
 
 def markdown_tables(
-    summary: pd.DataFrame, notes: Sequence[str], bootstrap, genres: Sequence[str]
+    summary: pd.DataFrame, notes: Sequence[str], bootstrap, genres: Sequence[str],
+    protocol: Mapping | None = None,
 ) -> str:
     """The study's Tables 1-4: one table per backbone, one row per image type, ordered by
     validation macro-F1 (which alone decides what goes on to tuning)."""
     from genreflow.intervals import absent_note, bracket
 
     lines = [f"> **{note}**\n" for note in notes]
+    folds = int(summary["folds"].max())
+    if protocol and protocol["requested"] != protocol["used"]:
+        lines.append(
+            f"Protocol: holdout on the given split lists (splits.lists); screening.protocol "
+            f"{protocol['requested']} does not apply to a split fixed by lists, so no folds "
+            "were used.\n"
+        )
+    if folds > 1:
+        lines.append(
+            f"Protocol: {folds}-fold cross-validation over all tracks (HEAR's GTZAN protocol: "
+            "frozen embeddings, a shallow head, track-level folds stratified by genre): each "
+            "fold is tested once by a head trained on the others but one, which stops it. "
+            f"Scores are mean ± sd over the {folds} folds; brackets are the interval of the "
+            "pooled out-of-fold score (every track tested once).\n"
+        )
     absent = [genre for genre in genres
               if any(genre in cell.split() for cell in summary["test_absent_genres"].fillna(""))]
     if absent:
@@ -179,12 +235,18 @@ def markdown_tables(
         lines.append("|---|---:|---:|---:|")
         for row in group.sort_values("valid_macro_f1", ascending=False).itertuples():
             lines.append(
-                f"| {row.feature} | {row.valid_macro_f1:.3f} "
-                f"| {row.test_macro_f1:.3f} {bracket(row.test_macro_f1_low, row.test_macro_f1_high)} "
-                f"| {row.test_accuracy:.3f} {bracket(row.test_accuracy_low, row.test_accuracy_high)} |"
+                f"| {row.feature} | {_mean_sd(row.valid_macro_f1, row.valid_macro_f1_std)} "
+                f"| {_mean_sd(row.test_macro_f1, row.test_macro_f1_std)} "
+                f"{bracket(row.test_macro_f1_low, row.test_macro_f1_high)} "
+                f"| {_mean_sd(row.test_accuracy, row.test_accuracy_std)} "
+                f"{bracket(row.test_accuracy_low, row.test_accuracy_high)} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _mean_sd(mean: float, sd) -> str:
+    return f"{mean:.3f}" if sd is None or pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
 def plot_heatmap(
@@ -248,6 +310,7 @@ def summarize_screening(
     out_heatmap: str,
     out_selection: str,
     log=print,
+    protocol: Mapping | None = None,
 ) -> None:
     from genreflow.intervals import Bootstrap
     from genreflow.io import write_text_atomic
@@ -261,7 +324,7 @@ def summarize_screening(
         log("WARNING: " + note)
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
     write_csv(out_summary, summary)
-    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres))
+    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres, protocol))
     plot_heatmap(summary, selected, out_heatmap, notes)
     write_json(out_selection, {"rule": {"min_f1": min_f1, "top_k": top_k,
                                         "metric": "valid_macro_f1"},

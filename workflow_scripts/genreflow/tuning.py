@@ -76,7 +76,13 @@ from genreflow.journal import journal_storage  # noqa: F401 (the journals' one e
 from genreflow.run_info import BASELINE, is_audio_backbone
 from genreflow.scoring import SPLITS, split_rows
 
-OBJECTIVES = ("valid_accuracy", "valid_macro_f1")
+OBJECTIVES = ("valid_accuracy", "valid_macro_f1", "valid_loss")
+# Step-valued objectives (multiples of 1/tracks) tie often; their ties go to the lower loss.
+STEP_VALUED = ("valid_accuracy", "valid_macro_f1")
+
+
+def direction(objective: str) -> str:
+    return "minimize" if objective == "valid_loss" else "maximize"
 HEAD_KEYS = (
     "activation",
     "batch_norm",
@@ -448,6 +454,7 @@ class ModelData:
     embedding_rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     stats: tuple | None = None
     backbone_seed: int = 0
+    fold_seed: int = 0  # of the cross-validation folds (the round's seed)
 
 
 def split_examples(
@@ -577,9 +584,9 @@ def build_model_from_best(
 
 def objective_value(scores: Mapping, objective: str) -> float:
     """A round's objective from `genreflow.scoring.score` of the validation split, per
-    track (segment probabilities averaged)."""
-    tracks = scores["tracks"]
-    return float(tracks["accuracy" if objective == "valid_accuracy" else "macro_f1"])
+    track (segment probabilities averaged): accuracy, macro-F1 or mean cross-entropy."""
+    metric = {"valid_accuracy": "accuracy", "valid_macro_f1": "macro_f1", "valid_loss": "loss"}
+    return float(scores["tracks"][metric[objective]])
 
 
 def _out_of_memory_errors() -> tuple:
@@ -664,12 +671,13 @@ def _forget_custom_gradients(kept: set[str]) -> None:
 
 def train_trial(
     trial, params: Mapping, data: ModelData, objective: str, seed: int, prune: bool,
-    patience: int,
+    patience: int, cv_folds: int = 1,
 ):
     """Train one trial's model as final models are trained (`genreflow.models.train`: the
     epoch of lowest validation loss is kept, `patience` epochs without a lower one stop
     it); its value is the objective at that epoch. Every epoch's objective is reported to
-    Optuna, whose pruner may stop the trial."""
+    Optuna, whose pruner may stop the trial. With `cv_folds` > 1 the value is the mean over
+    folds instead (`cross_validated_trial`)."""
     import keras
 
     from genreflow.models import Diverged, train
@@ -686,6 +694,9 @@ def train_trial(
 
     built = None
     try:
+        if cv_folds > 1:
+            return cross_validated_trial(trial, params, data, objective, seed, prune, patience,
+                                         cv_folds)
         built = trial_model(data, params, seed)
         try:
             fitted = train(built.model, built.train_data, built.validation,
@@ -709,6 +720,76 @@ def train_trial(
         gc.collect()
 
 
+def cv_pool(data: ModelData, folds: int, seed: int):
+    """The train and validation embeddings pooled (the test split never enters), and each
+    row's fold (`genreflow.folds.track_folds`: whole tracks, stratified by genre)."""
+    from genreflow.folds import track_folds
+
+    x = np.concatenate([data.embeddings["train"], data.embeddings["valid"]])
+    rows = {key: np.concatenate([data.embedding_rows["train"][key], data.embedding_rows["valid"][key]])
+            for key in ("clip", "segment", "label")}
+    return x, rows, track_folds(rows["clip"], rows["label"], folds, seed)
+
+
+def cross_validated_trial(trial, params, data: ModelData, objective: str, seed: int, prune: bool,
+                          patience: int, folds: int) -> TrialResult:
+    """A head on the cached embeddings, trained once per fold of the pooled train and
+    validation tracks and scored on the held-out fold, by the same rule as a single split;
+    the trial's value (and its loss) is the mean over folds. The running mean is reported to
+    Optuna after each fold, so that the pruner can stop a hopeless trial early."""
+    from genreflow.models import Diverged, Validation, build_head, feature_statistics, train
+
+    x, rows, fold = cv_pool(data, folds, data.fold_seed)
+    values, losses, epochs = [], [], []
+    for k in range(folds):
+        held, kept = fold == k, fold != k
+        model = build_head(x.shape[1], head_config(params), len(data.genres), seed=seed,
+                           stats=feature_statistics(x[kept]))
+        validation = Validation(x[held], rows["label"][held], rows["clip"][held], data.genres)
+        try:
+            fitted = train(model, (x[kept], rows["label"][kept]), validation,
+                           epochs=int(params["epochs"]), patience=patience,
+                           batch_size=int(params["batch_size"]), seed=seed)
+        except Diverged as error:
+            raise TrialFailed(f"fold {k + 1} of {folds}: {error}") from None
+        values.append(objective_value(fitted.best_scores, objective))
+        losses.append(float(fitted.best_scores["tracks"]["loss"]))
+        epochs.append(fitted.best_epoch)
+        trial.set_user_attr("fold_values", [round(value, 6) for value in values])
+        running = float(np.mean(values))
+        trial.report(running, k)
+        if prune and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {k + 1} of {folds} at {running:.4f}")
+    trial.set_user_attr("epochs_run", int(sum(epochs)))
+    trial.set_user_attr("fold_best_epochs", epochs)
+    return TrialResult(float(np.mean(values)), int(np.median(epochs)), values,
+                       float(np.mean(losses)))
+
+
+def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: Mapping,
+                 cv_folds: int) -> tuple[int, str]:
+    """The folds a round's trials use, and why: `tuning.cv_folds` when every trial the round
+    can sample is a head on the cached embeddings; otherwise 1 for all of them (the values
+    of one study must be comparable), until fine-tuning trials train on cached activations
+    as heads train on cached embeddings."""
+    if cv_folds <= 1:
+        return 1, "tuning.cv_folds is 1"
+    if kind_of(backbone) == "baseline":
+        return 1, "the baseline CNN trains on images"
+    if is_audio_backbone(backbone):
+        return cv_folds, "heads on cached embeddings"
+    values = {**defaults, **inherited, **plan.fixed}
+    possible = [values.get("trainable_layers")]
+    for dimension in plan.dimensions:
+        if dimension.name == "trainable_layers":
+            possible = (list(dimension.choices) if dimension.type == "categorical"
+                        else [dimension.low, dimension.high])
+    if all(trains_on_embeddings(backbone, {"trainable_layers": value}) for value in possible):
+        return cv_folds, "heads on cached embeddings"
+    return 1, (f"trainable_layers can be {possible}, and fine-tuning trials train on images "
+               "(cross-validation applies to heads on cached embeddings)")
+
+
 @dataclass
 class RoundContext:
     """What a worker needs besides the study: the plan, the values merged under the
@@ -720,6 +801,7 @@ class RoundContext:
     data: ModelData | None = None
     prune: bool = True
     patience: int = 8
+    cv_folds: int = 1
 
 
 def run_trial(
@@ -736,7 +818,7 @@ def run_trial(
         trial.set_user_attr("params", params)
         result = train_trial(
             trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune,
-            context.patience,
+            context.patience, context.cv_folds,
         )
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("note", str(pruned))
@@ -760,7 +842,10 @@ def run_trial(
         trial.set_user_attr("valid_loss", round(result.valid_loss, 6))
         study.tell(trial, result.value)
         state = TrialState.COMPLETE
-        note = f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
+        note = (f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
+                if context.cv_folds == 1 else
+                f"{plan.objective} {result.value:.4f}, mean of {context.cv_folds} folds "
+                f"{[round(v, 3) for v in result.curve]}")
     log(
         f"trial {trial.number}: {state.name} {note} ({time.perf_counter() - started:.1f} s) "
         f"{json.dumps(params, sort_keys=True)}"
@@ -806,6 +891,11 @@ def run_worker(
         plan = frozen_backbone_plan(plan)
         log(f"{backbone} embeds audio in its own process: head only, trainable_layers 0")
     pruner = dict(plan.pruner or pruner)
+    cv_folds, why = cv_folds_for(plan, backbone, defaults, inherited,
+                                 int(settings.get("cv_folds", 1)))
+    if int(settings.get("cv_folds", 1)) > 1:
+        log(("" if cv_folds > 1 else "WARNING: ") + f"trials use {cv_folds} fold(s) of the "
+            f"pooled train and validation tracks: {why}")
     definition = {
         "backbone": backbone,
         "feature": feature,
@@ -815,6 +905,7 @@ def run_worker(
         "inherited": dict(inherited),
         "pruner": pruner,
         "settings": dict(settings),
+        "cv_folds_used": cv_folds,
     }
     data_files = [path for path in (index_csv, *(manifests[split] for split in SPLITS)) if path]
     fingerprint = study_fingerprint(
@@ -826,7 +917,7 @@ def run_worker(
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        direction="maximize",
+        direction=direction(plan.objective),
         sampler=make_sampler(plan, worker, offset=existing),
         pruner=make_pruner(pruner),
         load_if_exists=True,
@@ -842,7 +933,7 @@ def run_worker(
         f"{plan.n_trials} trials there; worker {worker} of {workers} ({incarnation[:8]})"
     )
     context = RoundContext(plan, dict(defaults), dict(inherited), prune=pruner["kind"] != "none",
-                           patience=int(settings["patience"]))
+                           patience=int(settings["patience"]), cv_folds=cv_folds)
     ran = []
     previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
@@ -858,6 +949,7 @@ def run_worker(
                     _resolved_weights(backbone, settings, weights_path),
                     settings.get("backbone_seed", 0),
                 )
+                context.data.fold_seed = plan.seed
             run_trial(study, trial, context, log)
             ran.append(trial.number)
     finally:
@@ -958,6 +1050,7 @@ def trials_frame(study: optuna.Study, n_trials: int) -> pd.DataFrame:
                 "epochs_run": t.user_attrs.get("epochs_run"),
                 "best_epoch": t.user_attrs.get("best_epoch"),
                 "valid_loss": t.user_attrs.get("valid_loss"),
+                "fold_values": " ".join(f"{v:.4f}" for v in t.user_attrs.get("fold_values", [])),
                 "note": note,
                 "duration_s": _duration(t),
             }
@@ -972,10 +1065,26 @@ def trials_frame(study: optuna.Study, n_trials: int) -> pd.DataFrame:
         "epochs_run",
         "best_epoch",
         "valid_loss",
+        "fold_values",
         "note",
         "duration_s",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def best_trial(complete: Sequence, objective: str):
+    """(best trial, how many completed trials share its value, how the tie was broken).
+
+    A loss is minimised, accuracy and macro-F1 maximised. Those two move in steps of one
+    track, so several trials often share the best value: the lowest validation loss among
+    them wins (then the earliest trial), instead of whichever came first."""
+    sign = -1.0 if direction(objective) == "minimize" else 1.0
+    top = max(sign * t.value for t in complete)
+    tied = [t for t in complete if sign * t.value == top]
+    if len(tied) == 1 or objective not in STEP_VALUED:
+        return min(tied, key=lambda t: t.number), len(tied), None
+    loss = lambda t: t.user_attrs.get("valid_loss", float("inf"))  # noqa: E731
+    return min(tied, key=lambda t: (loss(t), t.number)), len(tied), "lowest validation loss"
 
 
 def summarize_round(study: optuna.Study, about: Mapping) -> dict:
@@ -995,16 +1104,21 @@ def summarize_round(study: optuna.Study, about: Mapping) -> dict:
             f"no trial of study {study.study_name} completed ({states.count(TrialState.PRUNED)} "
             f"pruned, {states.count(TrialState.FAIL)} failed); see trials.csv"
         )
-    best = max(complete, key=lambda t: (t.value, -t.number))
+    best, ties, tie_break = best_trial(complete, about["objective"])
     all_trials = study.get_trials(deepcopy=False)
+    definition = study.user_attrs.get("definition", {})
     return {
         **about,
         "params": best.user_attrs["params"],
         "value": float(best.value),
         "best_epoch": best.user_attrs.get("best_epoch"),
         "valid_loss": best.user_attrs.get("valid_loss"),
+        "ties": ties,
+        "tie_break": tie_break,
+        "cv_folds": definition.get("cv_folds_used", 1),
+        "fold_values": best.user_attrs.get("fold_values"),
         # the rule every trial was trained by, which final training repeats
-        "patience": study.user_attrs.get("definition", {}).get("settings", {}).get("patience"),
+        "patience": definition.get("settings", {}).get("patience"),
         "trial_number": best.number,
         "n_complete": len(complete),
         "n_pruned": states.count(TrialState.PRUNED),
