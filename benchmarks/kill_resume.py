@@ -151,9 +151,9 @@ def kill_once(rule: str, source: Path, workdir: Path, rng: random.Random) -> dic
         runner.kill()
         return {"rule": rule, "killed": False}
     started = time.time()
-    # a random moment of the job's life: up to 12 s in (a make_images job lasts ~5 s, a
+    # a random moment of the job's life (a make_images job lasts ~2-3 s, a
     # tuning worker ~60 s, a final seed ~10 s); some kills land after the job ended
-    delay = rng.uniform(0.5, {"make_images": 5.0, "tune_round": 20.0, "train_final": 12.0}[rule])
+    delay = rng.uniform(0.2, {"make_images": 2.0, "tune_round": 20.0, "train_final": 12.0}[rule])
     while time.time() - started < delay and runner.poll() is None:
         time.sleep(0.05)
     completed_before = _completed_trials(workdir) if rule == "tune_round" else {}

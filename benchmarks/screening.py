@@ -68,9 +68,9 @@ def forward_pass_limit(workdir: Path, image_size: int, threads: int) -> float:
 
     from genreflow.data import image_dataset
     from genreflow.models import backbone_spec, build_backbone, embedding_model
-    from genreflow.screening import limit_threads
+    from genreflow.device import prepare_tensorflow
 
-    limit_threads(threads)
+    prepare_tensorflow(threads, log=lambda message: None, mixed_precision="off")
     total = 0.0
     for backbone in BACKBONES:
         model = embedding_model(build_backbone(backbone, image_size, None))

@@ -156,6 +156,15 @@ def split_manifests():
     return expand("results/splits/{split}.csv", split=SPLITS)
 
 
+# The conda environment of the rules that ask for a GPU (with --software-deployment-method
+# conda); a pip install picks its TensorFlow with its lock instead.
+GPU_ENV = (
+    "../envs/tensorflow-gpu.yaml"
+    if config["training"]["conda_tensorflow"] == "gpu"
+    else "../envs/tensorflow.yaml"
+)
+
+
 # ---------------------------------------------------------------- screening
 BACKBONES = config["backbones"]["names"]
 IMAGE_BACKBONES = [name for name in BACKBONES if not is_audio_backbone(name)]

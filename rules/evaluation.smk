@@ -38,13 +38,14 @@ rule train_final:
     wildcard_constraints:
         backbone=TUNED_MODELS,
     conda:
-        "../envs/tensorflow.yaml"
+        GPU_ENV
     threads: 2
     resources:
         gpu=1,
         mem_mb=6000,
         runtime=240,
     params:
+        mixed_precision=config["training"]["mixed_precision"],
         settings=final_settings,
         about=final_model_about,
         training=final_training(),

@@ -52,12 +52,14 @@ rule predict_shard:
     benchmark:
         "benchmarks/predict_shard/{name}/{shard}.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        GPU_ENV
     threads: 2
     resources:
         gpu=1,
         mem_mb=6000,
         runtime=120,
+    params:
+        mixed_precision=config["training"]["mixed_precision"],
     script:
         "../workflow_scripts/predict_shard.py"
 

@@ -39,13 +39,14 @@ rule embed_images:
         backbone="|".join(IMAGE_BACKBONES),
         feature=IMAGE_FEATURES,
     conda:
-        "../envs/tensorflow.yaml"
+        GPU_ENV
     threads: 2
     resources:
         gpu=1,
         mem_mb=4000,
         runtime=120,
     params:
+        mixed_precision=config["training"]["mixed_precision"],
         image_size=config["features"]["image_size"],
         weights=config["backbones"]["weights"],
         genres=GENRES,
@@ -121,6 +122,7 @@ rule train_screening:
         mem_mb=2000,
         runtime=60,
     params:
+        mixed_precision=config["training"]["mixed_precision"],
         head=sorted_block(config["screening"]["head"]),
         training=screening_training(),
         genres=GENRES,

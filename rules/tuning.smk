@@ -25,13 +25,14 @@ rule tune_round:
     wildcard_constraints:
         backbone=TUNED_MODELS,
     conda:
-        "../envs/tensorflow.yaml"
+        GPU_ENV
     threads: 2
     resources:
         gpu=1,
         mem_mb=6000,
         runtime=240,
     params:
+        mixed_precision=config["training"]["mixed_precision"],
         round=tuning_round_block,
         defaults=tuning_defaults,
         inherited=tuning_inherited,

@@ -7,9 +7,9 @@ import yaml
 from conftest import REPO
 
 
-def lock_versions():
+def lock_versions(lock="requirements.lock"):
     pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
+    for line in (REPO / lock).read_text().splitlines():
         match = re.match(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line)
         if match:
             pins[re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")] = match.group(2)
@@ -17,10 +17,10 @@ def lock_versions():
 
 
 def test_every_env_pin_equals_the_lock():
-    pins = lock_versions()
     envs = sorted((REPO / "envs").glob("*.yaml"))
     assert envs
     for env in envs:
+        pins = lock_versions("requirements-gpu.lock" if env.stem.endswith("-gpu") else "requirements.lock")
         spec = yaml.safe_load(env.read_text())
         pip = [item for item in spec["dependencies"] if isinstance(item, dict)][0]["pip"]
         assert pip, env
@@ -45,3 +45,15 @@ def test_post_deploy_installs_pin_the_lock_versions():
     assert {name.lower().replace("_", "-") for name in found} == {"musicnn", "tf-keras"}
     for name, version in found.items():
         assert pins[name.lower().replace("_", "-")] == version, name
+
+
+def test_the_gpu_lock_is_the_lock_with_gpu_tensorflow():
+    """requirements-gpu.lock differs from requirements.lock only in TensorFlow's wheel and
+    its CUDA libraries, so the two installs cannot drift apart."""
+    cpu, gpu = lock_versions(), lock_versions("requirements-gpu.lock")
+    assert cpu.pop("tensorflow-cpu") == gpu.pop("tensorflow") == "2.21.0"
+    cuda = {name for name in gpu if name.startswith("nvidia-")}
+    assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12"} <= cuda
+    assert {name: gpu[name] for name in gpu if name not in cuda} == cpu
+    gpu_env = yaml.safe_load((REPO / "envs" / "tensorflow-gpu.yaml").read_text())
+    assert "tensorflow==2.21.0" in [item for item in gpu_env["dependencies"] if isinstance(item, dict)][0]["pip"]

@@ -9,10 +9,10 @@ import pandas as pd
 from genreflow.audio import AudioSettings
 from genreflow.audio_embeddings import SAMPLE_RATE, embed_shard
 from genreflow.jobs import logged_job
-from genreflow.screening import limit_threads
+from genreflow.device import prepare_tensorflow
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, "off")
     checked = pd.read_csv(snakemake.input.clips, keep_default_na=False)
     embed_shard(
         backbone=snakemake.wildcards.backbone,

@@ -1,8 +1,9 @@
 from genreflow.jobs import logged_job
-from genreflow.screening import embed_index, limit_threads
+from genreflow.device import prepare_tensorflow
+from genreflow.screening import embed_index
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)
     embed_index(
         backbone=snakemake.wildcards.backbone,
         image_size=snakemake.params.image_size,

@@ -2,10 +2,10 @@ import os
 
 from genreflow.jobs import logged_job
 from genreflow.predict import predict_shard
-from genreflow.screening import limit_threads
+from genreflow.device import prepare_tensorflow
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)
     predict_shard(
         bundle_dir=os.path.dirname(snakemake.input.model),
         paths=list(snakemake.input.audio),

@@ -1,10 +1,10 @@
 from genreflow.evaluation import train_final
 from genreflow.jobs import logged_job
 from genreflow.scoring import SPLITS
-from genreflow.screening import limit_threads
+from genreflow.device import prepare_tensorflow
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)
     train_final(
         best_trial_json=snakemake.input.best,
         seed=int(snakemake.wildcards.seed),

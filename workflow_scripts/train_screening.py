@@ -1,9 +1,10 @@
 from genreflow.jobs import logged_job
 from genreflow.scoring import SPLITS
-from genreflow.screening import limit_threads, screen_head
+from genreflow.device import prepare_tensorflow
+from genreflow.screening import screen_head
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)
     screen_head(
         embeddings_npz=snakemake.input.embeddings,
         manifests={split: snakemake.input[split] for split in SPLITS},

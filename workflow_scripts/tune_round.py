@@ -1,10 +1,10 @@
 from genreflow.jobs import logged_job
 from genreflow.scoring import SPLITS
-from genreflow.screening import limit_threads
+from genreflow.device import prepare_tensorflow
 from genreflow.tuning import run_worker
 
 with logged_job(snakemake) as log:
-    limit_threads(snakemake.threads)
+    prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)
     run_worker(
         backbone=snakemake.wildcards.backbone,
         feature=snakemake.wildcards.feature,

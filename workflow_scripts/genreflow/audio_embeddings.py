@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from genreflow.io import file_md5
-from genreflow.run_info import AUDIO_FEATURE, MUSICNN_MODELS, is_audio_backbone  # noqa: F401
+from genreflow.run_info import MUSICNN_MODELS
 
 # Tags each checkpoint was trained on (the logits' width).
 MUSICNN_CLASSES = {"MSD_musicnn": 50, "MTT_musicnn": 50}

@@ -112,7 +112,9 @@ def build_baseline_cnn(params: dict, image_size: int, n_classes: int) -> keras.M
             x = keras.layers.BatchNormalization(name=f"dense_batch_norm_{i}")(x)
         x = keras.layers.Activation(activation, name=f"dense_activation_{i}")(x)
         x = keras.layers.Dropout(config["dropout"][i], name=f"dense_dropout_{i}")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    # float32 even under a mixed-precision policy: a float16 softmax loses small probabilities
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions",
+                                 dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="baseline_cnn")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),

@@ -470,12 +470,8 @@ def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
 
 def _audio_backbone_problems(config: dict, base_dir: str) -> list[str]:
     """musicnn backbones need their checkpoints (the musicnn package) before any job runs."""
-    from genreflow.audio_embeddings import (
-        CheckpointError,
-        checkpoint_files,
-        checkpoint_root,
-        is_audio_backbone,
-    )
+    from genreflow.audio_embeddings import CheckpointError, checkpoint_files, checkpoint_root
+    from genreflow.run_info import is_audio_backbone
 
     audio_backbones = [name for name in config["backbones"]["names"] if is_audio_backbone(name)]
     if not audio_backbones:

@@ -59,12 +59,16 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, sort_keys=True, indent=2) + "\n")
 
 
-def file_md5(path: str | os.PathLike) -> str:
-    """md5 of a file, read in 1 MiB blocks (weights and checkpoints are large)."""
-    digest = hashlib.md5()
+def hash_file_into(digest, path: str | os.PathLike) -> None:
+    """Feed a file to a hashlib digest in 1 MiB blocks (weights and checkpoints are large)."""
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    digest = hashlib.md5()
+    hash_file_into(digest, path)
     return digest.hexdigest()
 
 

@@ -380,9 +380,9 @@ def _apply_head(features, config: dict[str, Any], n_classes: int, stats=None):
         if config["batch_norm"]:
             x = keras.layers.BatchNormalization(name=f"head_batch_norm_{i}")(x)
         x = keras.layers.Dropout(config["dropout"][i], name=f"head_dropout_{i}")(x)
-    return keras.layers.Dense(n_classes, activation="softmax", name="head_predictions")(
-        x
-    )
+    # float32 even under a mixed-precision policy: a float16 softmax loses small probabilities
+    return keras.layers.Dense(n_classes, activation="softmax", name="head_predictions",
+                              dtype="float32")(x)
 
 
 def head_layer_names(model: keras.Model) -> list[str]:

@@ -58,10 +58,10 @@ def choose_seed(metrics_jsons: Sequence[str]) -> int:
 
 
 def _fingerprint(model_path: str | os.PathLike, preprocessing: Mapping) -> str:
+    from genreflow.io import hash_file_into
+
     digest = hashlib.sha256()
-    with open(model_path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    hash_file_into(digest, model_path)
     content = {key: value for key, value in preprocessing.items() if key != "fingerprint"}
     digest.update(json.dumps(content, sort_keys=True).encode())
     return digest.hexdigest()

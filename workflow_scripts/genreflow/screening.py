@@ -14,16 +14,8 @@ import numpy as np
 import pandas as pd
 
 from genreflow.io import write_csv, write_json
-from genreflow.run_info import backbone_about, caveats  # noqa: F401 (re-exported)
+from genreflow.run_info import caveats
 from genreflow.scoring import SPLITS, genre_labels, predictions_frame, score, split_rows
-
-def limit_threads(threads: int) -> None:
-    """Keep TensorFlow within the cores Snakemake gave the job."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    tf.config.threading.set_inter_op_parallelism_threads(max(1, int(threads) // 2))
-
 
 def embed_index(
     backbone: str,

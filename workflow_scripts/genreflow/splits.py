@@ -45,10 +45,10 @@ FAULT_FILTERED_LISTS = {
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    from genreflow.io import hash_file_into
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    hash_file_into(digest, path)
     return digest.hexdigest()
 
 

@@ -62,7 +62,6 @@ import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +70,7 @@ import pandas as pd
 from optuna.trial import TrialState, create_trial
 
 from genreflow.config import TUNING_HYPERPARAMETERS, sorted_block
-from genreflow.io import read_json, write_csv, write_json
+from genreflow.io import hash_file_into, read_json, write_csv, write_json
 from genreflow.journal import journal_storage  # noqa: F401 (the journals' one entry point)
 from genreflow.run_info import BASELINE, is_audio_backbone
 from genreflow.scoring import SPLITS, split_rows
@@ -323,12 +322,6 @@ def make_pruner(settings: Mapping) -> optuna.pruners.BasePruner:
 # ------------------------------------------------------------------------------ storage
 
 
-def _hash_file(digest, path: str | os.PathLike) -> None:
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-
-
 def study_fingerprint(
     definition: Mapping,
     files: Sequence[str | os.PathLike] = (),
@@ -343,11 +336,11 @@ def study_fingerprint(
     digest = hashlib.sha256(json.dumps(sorted_block(dict(definition)), sort_keys=True).encode())
     for path in files:
         digest.update(os.fspath(path).encode())
-        _hash_file(digest, path)
+        hash_file_into(digest, path)
         if str(path).endswith(".csv"):
             frame = pd.read_csv(path)
             for image in frame.get("image", ()):
-                _hash_file(digest, image)
+                hash_file_into(digest, image)
     for path in npz_files:
         with np.load(path, allow_pickle=False) as arrays:
             for key in sorted(arrays.files):
@@ -1005,15 +998,6 @@ def _check_inherited(plan: RoundPlan, inherited: Mapping, previous_best: str | N
             f"inherited values {dict(inherited)} are not those of {previous_best} ({stale}); "
             "run Snakemake again"
         )
-
-
-def inherited_values(best_json: str | os.PathLike, names: Sequence[str]) -> dict:
-    """The values a round inherits, from the previous round's best_trial.json."""
-    params = read_json(best_json)["params"]
-    missing = [name for name in names if name not in params]
-    if missing:
-        raise ValueError(f"{best_json} has no value for {missing}")
-    return {name: params[name] for name in sorted(names)}
 
 
 # ------------------------------------------------------------------------------ collect
