@@ -66,7 +66,7 @@ def make_faulty_files(folder, seconds=6.0):
     soundfile.write(folder / "metal" / "metal.90000.wav", np.zeros(int(seconds * 22050)), 22050)
     soundfile.write(folder / "reggae" / "reggae.90000.wav", tone(1.0), 22050)
     # what else a real collection holds: a link to a file that is gone, a text file
-    (folder / "hiphop" / "hiphop.90000.wav").symlink_to(folder / "hiphop" / "gone.wav")
+    (folder / "hiphop" / "hiphop.90000.wav").symlink_to("gone.wav")
     (folder / "classical" / "liner_notes.txt").write_text("recorded live\n")
     return {
         "blues.90000": "empty file",

@@ -410,7 +410,10 @@ def tiny_slurm_run(local_slurm, tiny_gtzan_run, installed_profile_env, tmp_path_
     generated = {"results", "logs", "benchmarks", ".snakemake"}
     for item in local_dir.iterdir():
         if item.name not in generated:
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, workdir / item.name)
+            if item.is_dir():  # links as links: the corpus holds a broken one on purpose
+                shutil.copytree(item, workdir / item.name, symlinks=True)
+            else:
+                shutil.copy2(item, workdir / item.name)
     args = ["--snakefile", str(REPO / "Snakefile"), "--configfile", "config.yaml", "--profile", "slurm"]
     rules = workflow_rules()
     everything = subprocess.run(
