@@ -239,14 +239,34 @@ def test_seeds_give_different_runs(vgg_run):
     assert not np.allclose(first["loss"], second["loss"])
 
 
-def test_a_fine_tuned_model_trains_on_images(vgg_run, tmp_path):
+def test_a_fine_tuned_model_trains_on_cached_activations_and_saves_the_whole_model(
+        vgg_run, tmp_path):
+    """Its tail trains on the activations below it; model.keras is the whole network, which
+    on the test images gives the predictions.csv the job scored (float16 activations: 1e-2)."""
+    from genreflow.data import image_dataset
+    from genreflow.models import backbone_spec
+
     _, _, _, data = vgg_run
-    best = _best_trial(tmp_path / "best.json", "vgg16", epochs=1,
+    best = _best_trial(tmp_path / "best.json", "vgg16", epochs=2,
                        **{**HEAD, "trainable_layers": "last_block"})
     about = final_about(RUN_ABOUT, "vgg16", "mel", 1)
     combined = _train_seeds(tmp_path / "final", best, data, about, (0,))
     metrics = read_json(combined["metrics.json"])
-    assert metrics["trained_on"] == "images" and metrics["per_seed"][0]["epochs_run"] == 1
+    assert metrics["trained_on"] == "activations" and metrics["per_seed"][0]["epochs_run"] == 2
+    model = keras.models.load_model(tmp_path / "final" / "seed_0" / "model.keras")
+    assert model.input_shape == (None, SIZE, SIZE, 3)
+    index, _, manifests = data
+    test = pd.read_csv(manifests["test"])
+    images = pd.read_csv(index)
+    images = images[images["clip"].isin(test["clip"])].sort_values(["clip", "segment"])
+    dataset = image_dataset(list(images["image"]), None, SIZE, 8, False, 0,
+                            backbone_spec("vgg16").preprocess_input)
+    saved = pd.read_csv(tmp_path / "final" / "seed_0" / "predictions.csv", dtype={"clip": str})
+    saved = saved[saved["split"] == "test"]
+    np.testing.assert_allclose(
+        saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), predict_proba(model, dataset),
+        atol=1e-2,
+    )
 
 
 def test_segments_give_track_and_segment_scores(segment_run):

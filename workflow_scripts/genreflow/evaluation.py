@@ -87,14 +87,52 @@ def _headline(scores: Mapping, segmented: bool) -> dict:
 def split_inputs(data, built, split: str):
     """What a model built by `trial_model` predicts on for `split`, and those examples'
     clip, segment and label, in the order of the inputs."""
-    from genreflow.tuning import split_dataset
+    from genreflow.tuning import activation_cache, split_dataset
 
-    if isinstance(built.train_data, tuple):  # a head on the cached embeddings
+    if built.trained_on == "embeddings":  # a head on the cached embeddings
         rows = data.embedding_rows[split]
         return data.embeddings[split], rows["clip"], rows["segment"], rows["label"]
     frame = data.examples[split]
-    inputs = split_dataset(frame, data.backbone, data.image_size, built.batch_size, False, 0)
+    if built.trained_on == "activations":
+        values = activation_cache(data).get(built.cut, split)
+        inputs = values if len(values) > 1 else values[0]
+    else:
+        inputs = split_dataset(frame, data.backbone, data.image_size, built.batch_size, False, 0)
     return inputs, frame["clip"].to_numpy(), frame["segment"].to_numpy(), frame["label"].to_numpy()
+
+
+def full_model_of_tail(data, best: Mapping, built, log=print):
+    """The model to save for a fine-tuned model trained on cached activations: the whole
+    backbone (its tail as trained) + the trained head, one file that takes images.
+
+    Checked before it is saved: on the first test images it must give the probabilities the
+    trained tail gave on their cached activations (float16 storage of the activations
+    moves them by about 1e-3 at most)."""
+    from genreflow.models import build_classifier, classifier_backbone, predict_proba
+    from genreflow.models import transfer_head_weights
+    from genreflow.tuning import activation_cache, head_config, split_dataset
+
+    model = build_classifier(
+        data.backbone, data.image_size, data.weights, head_config(best["params"]),
+        len(data.genres), stats=data.stats, backbone_seed=data.backbone_seed,
+    )
+    classifier_backbone(model).set_weights(built.backbone.get_weights())
+    transfer_head_weights(built.model, model)
+    n = min(8, len(data.examples["test"]))
+    images = split_dataset(data.examples["test"].iloc[:n], data.backbone, data.image_size,
+                           built.batch_size, False, 0)
+    values = [part[:n] for part in activation_cache(data).get(built.cut, "test")]
+    expected = predict_proba(built.model, values if len(values) > 1 else values[0])
+    gap = float(np.max(np.abs(predict_proba(model, images) - expected)))
+    if gap > 0.02:
+        raise RuntimeError(
+            f"the full {data.backbone} model assembled for model.keras predicts probabilities "
+            f"up to {gap:.3f} away from its trained tail on the cached activations of the "
+            "same test images: it is not the model that was tested"
+        )
+    log(f"model.keras = backbone (last {built.cut.k} layers trained) + head; on {n} test "
+        f"images it predicts the tail's probabilities to {gap:.1e}")
+    return model
 
 
 def full_image_model(data, best: Mapping, head, batch_size: int, log=print):
@@ -176,13 +214,18 @@ def train_final(
         backbone, index_csv, manifests, genres, settings["image_size"], embeddings_npz,
         _resolved_weights(backbone, settings, weights_path), settings.get("backbone_seed", 0),
     )
+    data.log = log
     built = trial_model(data, params, seed)
-    on_embeddings = isinstance(built.train_data, tuple)
+    on_embeddings = built.trained_on == "embeddings"
+    described = {"embeddings": "embeddings (head on the cached embeddings)",
+                 "activations": f"activations (the last {built.cut.k} layers trained on the "
+                                "cached activations below them)" if built.cut else "",
+                 "images": "images"}[built.trained_on]
     log(
         f"{model_label(backbone, best['feature'])}, round {best.get('round')}, seed {seed}: "
         + ", ".join(f"{split} {len(built_split)}" for split, built_split in
                     ((split, split_inputs(data, built, split)[1]) for split in SPLITS))
-        + f" {'embeddings (head on the cached embeddings)' if on_embeddings else 'images'}; "
+        + f" {described}; "
         + f"{params['epochs']} epochs max, patience {patience}, batch {built.batch_size}; "
         + ("random init" if data.weights is None else data.weights.describe())
     )
@@ -204,6 +247,8 @@ def train_final(
     model = built.model
     if on_embeddings and not is_audio_backbone(backbone):
         model = full_image_model(data, best, built.model, built.batch_size, log)
+    elif built.trained_on == "activations":
+        model = full_model_of_tail(data, best, built, log)
     save_model_atomic(model, out_model)
     write_csv(out_history, history)
     write_csv(out_predictions, predictions)
@@ -219,7 +264,7 @@ def train_final(
             "batch_size": built.batch_size,
             "epochs_run": int(len(history)),
             "best_epoch": fitted.best_epoch,
-            "trained_on": "embeddings" if on_embeddings else "images",
+            "trained_on": built.trained_on,
             "segmented": segmented,
             **_headline(scores, segmented),
             "valid": scores["valid"],

@@ -349,10 +349,23 @@ def normalize_head(head: dict | None) -> dict[str, Any]:
     return config
 
 
+# A feature's variance counts as at least this fraction of the features' mean variance.
+VARIANCE_FLOOR = 1e-2
+
+
 def feature_statistics(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and variance of training embeddings, for the head's input scaling."""
+    """Per-feature mean and variance of training embeddings, for the head's input scaling.
+
+    A feature that hardly varies over the training images (a unit that is almost always
+    off) is not blown up to unit spread: its variance is floored at `VARIANCE_FLOOR` of the
+    mean variance. Scaled to unit spread, its float rounding, or the change a fine-tuned
+    tail makes to it, would reach the head multiplied by a million. The floor is relative,
+    so features of any scale (1e-7 for a random-init EfficientNetB0) are standardised alike.
+    """
     embeddings = np.asarray(embeddings, dtype=np.float64)
-    return embeddings.mean(axis=0), np.maximum(embeddings.var(axis=0), 1e-12)
+    variance = embeddings.var(axis=0)
+    floor = VARIANCE_FLOOR * float(variance.mean()) if variance.size else 0.0
+    return embeddings.mean(axis=0), np.maximum(variance, max(floor, 1e-30))
 
 
 def _apply_head(features, config: dict[str, Any], n_classes: int, stats=None):
@@ -700,14 +713,20 @@ def predict_proba(model: keras.Model, data, batch_size: int = 1024) -> np.ndarra
     """Class probabilities (N, n_classes) for a dataset (labels ignored) or an array."""
     if _is_dataset(data):
         return np.asarray(model.predict(data, verbose=0))
-    # Arrays (embeddings): calling the model skips predict()'s per-call set-up, which
-    # costs more than a small validation split itself, and this runs after every epoch.
-    data = np.asarray(data)
-    if len(data) == 0:
+    # Arrays (embeddings, or a list of activation arrays): calling the model skips
+    # predict()'s per-call set-up, which costs more than a small validation split itself,
+    # and this runs after every epoch.
+    arrays = [np.asarray(part) for part in data] if isinstance(data, list) else [np.asarray(data)]
+    if len(arrays[0]) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+
+    def chunk(start: int):
+        parts = [part[start : start + batch_size].astype(np.float32, copy=False) for part in arrays]
+        return parts if len(parts) > 1 else parts[0]
+
     return np.concatenate(
         [
-            np.asarray(model(data[start : start + batch_size], training=False))
-            for start in range(0, len(data), batch_size)
+            np.asarray(model(chunk(start), training=False))
+            for start in range(0, len(arrays[0]), batch_size)
         ]
     )

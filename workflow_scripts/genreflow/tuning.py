@@ -12,11 +12,13 @@ What other stages use
 - `load_model_data(...)` -> `ModelData`: the image rows (`examples`) and the cached
   embeddings of every split, with the training embeddings' statistics that standardise
   every transfer head's input; `trial_model(data, params, seed)` -> the model of a set of
-  hyperparameters (a head on the embeddings when the backbone is frozen, a classifier
-  fine-tuned on images, or the baseline CNN) and what `genreflow.models.train` feeds it.
+  hyperparameters (a head on the embeddings when the backbone is frozen, the trainable
+  tail and head of a fine-tuned classifier on the cached activations below the tail
+  (`genreflow.activations`, computed once per job), or the baseline CNN) and what
+  `genreflow.models.train` feeds it.
   Final models (`genreflow.evaluation`) are built and trained by the same two functions,
   so a final model is its trial's model trained by the same rule.
-- `build_model_from_best(best, image_size, weights, n_classes, stats, backbone_seed)`: the
+- `build_model_from_best(best, image_size, weights, n_classes, stats, backbone_seed, seed)`: the
   compiled image model of a best_trial.json (input: RGB 0..255 images after the backbone's
   preprocess_input, or one channel in 0..1 for `baseline_cnn`).
 - `best_trial.json` keys: backbone, feature, round, params, inherited, fixed, scientific,
@@ -448,6 +450,9 @@ class ModelData:
     stats: tuple | None = None
     backbone_seed: int = 0
     fold_seed: int = 0  # of the cross-validation folds (the round's seed)
+    # genreflow.activations.ActivationCache of fine-tuning models, made on first use
+    activations: Any = None
+    log: Any = print
 
 
 def split_examples(
@@ -555,10 +560,12 @@ def build_model_from_best(
     n_classes: int,
     stats=None,
     backbone_seed: int = 0,
+    seed: int | None = None,
 ):
     """The compiled image model of a best_trial.json: the backbone classifier (RGB 0..255
     images; `split_dataset` applies the backbone's preprocess_input) with `stats` in its
-    head, or the baseline CNN (`weights`, `stats` and `backbone_seed` unused)."""
+    head, drawn with `seed`, or the baseline CNN (`weights`, `stats`, `backbone_seed` and
+    `seed` unused)."""
     params = best["params"]
     if best["backbone"] == BASELINE:
         from genreflow.baseline import build_baseline_cnn
@@ -567,8 +574,8 @@ def build_model_from_best(
     from genreflow.models import build_classifier
 
     return build_classifier(
-        best["backbone"], image_size, weights, head_config(params), n_classes, stats=stats,
-        backbone_seed=backbone_seed,
+        best["backbone"], image_size, weights, head_config(params), n_classes, seed=seed,
+        stats=stats, backbone_seed=backbone_seed,
     )
 
 
@@ -590,17 +597,65 @@ def _out_of_memory_errors() -> tuple:
 
 @dataclass
 class TrialModel:
-    """A trial's compiled model and what `genreflow.models.train` feeds it."""
+    """A trial's compiled model and what `genreflow.models.train` feeds it: `trained_on`
+    says which inputs ("embeddings", "activations" of the frozen layers, or "images");
+    a model on activations keeps the backbone it trains the tail of, and the cut."""
 
     model: Any
     train_data: Any
     validation: Any  # genreflow.models.Validation
     batch_size: int
+    trained_on: str = "images"
+    backbone: Any = None
+    cut: Any = None  # genreflow.activations.BackboneCut
+
+
+def _images(data: ModelData, split: str, batch_size: int = 32):
+    return split_dataset(data.examples[split], data.backbone, data.image_size, batch_size,
+                         False, 0)
+
+
+def activation_cache(data: ModelData):
+    """The job's cache of frozen-layer activations for `data`'s (backbone, feature)."""
+    from genreflow.activations import ActivationCache
+
+    if data.activations is None:
+        data.activations = ActivationCache(lambda split: _images(data, split), data.log)
+    return data.activations
+
+
+def tail_trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
+    """A fine-tuning model that trains its backbone's last k layers on the cached
+    activations below them (`genreflow.activations`); built, seeded and fed as
+    `build_classifier`'s end-to-end model is, so that it is the same model."""
+    from genreflow.activations import activation_dataset, build_tail_classifier, cut_backbone
+    from genreflow.models import Validation, build_backbone, resolve_trainable_layers
+    from genreflow.models import seed_everything
+
+    backbone = build_backbone(data.backbone, data.image_size, data.weights,
+                              seed=data.backbone_seed)
+    seed_everything(seed)
+    k = resolve_trainable_layers(data.backbone, params["trainable_layers"], len(backbone.layers))
+    cut = cut_backbone(backbone, k)
+    model = build_tail_classifier(cut, head_config(params), len(data.genres), stats=data.stats)
+    cache = activation_cache(data)
+    train_values, valid_values = cache.get(cut, "train"), cache.get(cut, "valid")
+    seed_everything(seed)
+    examples = data.examples
+    batch_size = int(params["batch_size"])
+    train = activation_dataset(train_values, examples["train"]["label"].to_numpy(), batch_size,
+                               True, seed)
+    validation = Validation(valid_values if len(valid_values) > 1 else valid_values[0],
+                            examples["valid"]["label"].to_numpy(),
+                            examples["valid"]["clip"].to_numpy(), data.genres)
+    return TrialModel(model, train, validation, batch_size, "activations", backbone, cut)
 
 
 def trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
     """The model of one trial's `params`: a head on the cached embeddings, a backbone
-    classifier fine-tuned on images, or the baseline CNN; the head seeded with `seed`."""
+    classifier fine-tuned on the cached activations of its frozen layers (on images when
+    training images are augmented), or the baseline CNN; the head seeded with `seed`."""
+    from genreflow.activations import check_no_augmentation
     from genreflow.models import Validation, build_head, seed_everything
 
     n_classes = len(data.genres)
@@ -611,11 +666,15 @@ def trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
                            stats=data.stats)
         validation = Validation(x["valid"], rows["valid"]["label"], rows["valid"]["clip"],
                                 data.genres)
-        return TrialModel(model, (x["train"], rows["train"]["label"]), validation, batch_size)
+        return TrialModel(model, (x["train"], rows["train"]["label"]), validation, batch_size,
+                          "embeddings")
+    if data.kind == "transfer" and check_no_augmentation(data.log):
+        return tail_trial_model(data, params, seed)
     if data.kind == "transfer":
         best = {"backbone": data.backbone, "params": params}
         model = build_model_from_best(best, data.image_size, data.weights, n_classes,
-                                      stats=data.stats, backbone_seed=data.backbone_seed)
+                                      stats=data.stats, backbone_seed=data.backbone_seed,
+                                      seed=seed)
     else:
         from genreflow.baseline import build_baseline_cnn
 
@@ -763,8 +822,8 @@ def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: M
                  cv_folds: int) -> tuple[int, str]:
     """The folds a round's trials use, and why: `tuning.cv_folds` when every trial the round
     can sample is a head on the cached embeddings; otherwise 1 for all of them (the values
-    of one study must be comparable), until fine-tuning trials train on cached activations
-    as heads train on cached embeddings."""
+    of one study must be comparable). Fine-tuning trials train on cached activations
+    (`genreflow.activations`), but per fold that is not built yet."""
     if cv_folds <= 1:
         return 1, "tuning.cv_folds is 1"
     if kind_of(backbone) == "baseline":
@@ -779,7 +838,7 @@ def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: M
                         else [dimension.low, dimension.high])
     if all(trains_on_embeddings(backbone, {"trainable_layers": value}) for value in possible):
         return cv_folds, "heads on cached embeddings"
-    return 1, (f"trainable_layers can be {possible}, and fine-tuning trials train on images "
+    return 1, (f"trainable_layers can be {possible}: fine-tuning trials keep the single split "
                "(cross-validation applies to heads on cached embeddings)")
 
 
@@ -942,7 +1001,7 @@ def run_worker(
                     _resolved_weights(backbone, settings, weights_path),
                     settings.get("backbone_seed", 0),
                 )
-                context.data.fold_seed = plan.seed
+                context.data.fold_seed, context.data.log = plan.seed, log
             run_trial(study, trial, context, log)
             ran.append(trial.number)
     finally:

@@ -1,0 +1,175 @@
+"""Fine-tuning on cached activations: train only what is trainable.
+
+A fine-tuning model (`trainable_layers` k > 0) runs its whole backbone in inference mode
+(`genreflow.models.InferenceMode`), and the images are not augmented, so everything below
+the trainable tail computes the same output for an image in every epoch of every trial.
+`cut_backbone` splits a backbone there: `frozen` maps an image to the tensors the tail
+reads (its boundary), `tail` maps those to the backbone's output and shares its layers
+(and so its weights) with the backbone. The boundary's values are computed once per job
+and (backbone, feature, k, weights, image size) (`ActivationCache`), and each trial
+trains the tail and head on them: a VGG16 `last_block` trial then costs three of its
+thirteen convolutions per image instead of a full forward and backward pass.
+
+The model trained this way is the end-to-end model: same layers, weights, batch order
+(`activation_dataset` shuffles as `genreflow.data.image_dataset` does), and the
+tests compare the two trained from the same weights and seed. Activations are stored as
+float16 where that keeps them to 1e-3 of their size (halving the memory), else float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from genreflow.data import AUGMENTATION
+
+# float16 keeps an activation array if its relative RMS rounding error stays below this
+FLOAT16_TOLERANCE = 1e-3
+
+
+@dataclass
+class BackboneCut:
+    """A backbone split below its last `k` layers (`cut_backbone`)."""
+
+    frozen: keras.Model  # image -> boundary tensors (a list, possibly of one)
+    tail: keras.Model  # boundary tensors -> backbone output; layers shared with the backbone
+    boundary: list[str]  # the layers whose outputs the tail reads
+    k: int
+
+
+def _producer(tensor) -> keras.layers.Layer:
+    return tensor._keras_history[0]
+
+
+def cut_backbone(backbone: keras.Model, k: int) -> BackboneCut:
+    """Split `backbone` so that its last `k` layers (`genreflow.models.set_trainable_tail`'s
+    trainable ones) form the tail. The boundary is every tensor a tail layer reads from a
+    layer below the tail: one tensor at a block boundary (`last_block`), several inside a
+    residual block (the shortcut too)."""
+    layers = backbone.layers
+    if not 0 < k < len(layers):
+        raise ValueError(f"cannot cut {backbone.name} below its last {k} of {len(layers)} layers")
+    tail_layers = set(id(layer) for layer in layers[len(layers) - k:])
+    # the backbone's own graph only: a sub-model built on a layer's output adds nodes to it
+    own_nodes = {id(node) for nodes in backbone._nodes_by_depth.values() for node in nodes}
+    boundary, seen = [], set()
+    for layer in layers[len(layers) - k:]:
+        for node in (node for node in layer._inbound_nodes if id(node) in own_nodes):
+            for tensor in node.input_tensors:
+                producer = _producer(tensor)
+                if id(producer) not in tail_layers and id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    boundary.append(tensor)
+    tail = keras.Model(boundary, backbone.output, name=f"{backbone.name}_tail")
+    frozen = keras.Model(backbone.input, boundary, name=f"{backbone.name}_frozen")
+    # The tail must hold exactly the last k layers, or it would train other weights than
+    # the end-to-end model does (a layer below the boundary that the tail reached again).
+    inner = [layer for layer in tail.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if sorted(map(id, inner)) != sorted(tail_layers - {id(backbone.layers[0])}):
+        raise ValueError(f"the last {k} layers of {backbone.name} are not a closed tail")
+    return BackboneCut(frozen, tail, [_producer(t).name for t in boundary], k)
+
+
+def _as_stored(values: np.ndarray) -> np.ndarray:
+    """float16 when it is exact enough (and in range), else float32."""
+    values = np.asarray(values, dtype=np.float32)
+    scale = float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
+    if scale == 0.0 or float(np.max(np.abs(values))) >= np.finfo(np.float16).max:
+        return values
+    half = values.astype(np.float16)
+    error = float(np.sqrt(np.mean(np.square(half.astype(np.float32) - values))))
+    return half if error <= FLOAT16_TOLERANCE * scale else values
+
+
+@dataclass
+class ActivationCache:
+    """The boundary values of one (backbone, feature, k, weights, image size), per split,
+    computed on first use: one frozen forward pass per job instead of one per epoch."""
+
+    images: Callable[[str], tf.data.Dataset]  # split -> batched, unshuffled backbone input
+    log: Callable = print
+    by_k: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+
+    def get(self, cut: BackboneCut, split: str) -> list[np.ndarray]:
+        cached = self.by_k.setdefault(cut.k, {})
+        if split not in cached:
+            outputs = cut.frozen.predict(self.images(split), verbose=0)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            cached[split] = [_as_stored(values) for values in outputs]
+            stored = cached[split]
+            self.log(
+                f"cached the activations below the last {cut.k} layers "
+                f"({', '.join(cut.boundary)}) for {split}: {len(stored[0])} images x "
+                f"{sum(int(np.prod(v.shape[1:])) for v in stored):,} values, "
+                f"{', '.join(str(v.dtype) for v in stored)}, "
+                f"{sum(v.nbytes for v in stored) / 2**20:.0f} MiB"
+            )
+        return cached[split]
+
+
+def check_no_augmentation(log: Callable = print) -> bool:
+    """Whether cached activations are valid: only if training images are not augmented
+    (then the frozen part's output for an image never changes). Says so when they are."""
+    if AUGMENTATION:
+        log(f"WARNING: training images are augmented ({', '.join(AUGMENTATION)}): the "
+            "activation cache is off and fine-tuning runs the whole backbone every epoch")
+        return False
+    return True
+
+
+def activation_dataset(
+    activations: list[np.ndarray],
+    labels: np.ndarray | None,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of (activations, labels) in the order `genreflow.data.image_dataset` gives
+    the same examples' images: tf.data's shuffle depends on the seed, the buffer and the
+    count only, so shuffling row numbers gives the images' permutation."""
+    n = len(activations[0])
+    tensors = [tf.constant(values) for values in activations]
+    rows = tf.data.Dataset.range(n)
+    if labels is not None:
+        rows = tf.data.Dataset.zip((rows, tf.data.Dataset.from_tensor_slices(
+            np.asarray(labels, dtype=np.int32))))
+    else:
+        rows = rows.map(lambda row: (row, tf.constant(0, tf.int32)))
+    rows = rows.cache()
+    if shuffle:
+        rows = rows.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    rows = rows.batch(batch_size)
+
+    def gather(row, label):
+        inputs = tuple(tf.cast(tf.gather(values, row), tf.float32) for values in tensors)
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+        return (inputs, label) if labels is not None else inputs
+
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def build_tail_classifier(
+    cut: BackboneCut, head: Mapping, n_classes: int, stats=None
+) -> keras.Model:
+    """Compiled tail + pooling + head, taking the boundary activations: the trainable part
+    of `genreflow.models.build_classifier`'s model with the same k, layers named alike so
+    that the head's weights transfer to the full model by name."""
+    from genreflow.models import InferenceMode, _apply_head, _compile, normalize_head
+
+    config = normalize_head(dict(head))
+    cut.tail.trainable = True
+    for layer in cut.tail.layers:
+        layer.trainable = True
+    inputs = [keras.Input(shape=tensor.shape[1:], name=f"boundary_{i}")
+              for i, tensor in enumerate(cut.tail.inputs)]
+    inputs = inputs if len(inputs) > 1 else inputs[0]
+    features = InferenceMode(cut.tail, name="backbone")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    model = keras.Model(inputs, _apply_head(pooled, config, n_classes, stats),
+                        name="tail_classifier")
+    _compile(model, config["learning_rate"])
+    return model
