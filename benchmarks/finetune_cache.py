@@ -5,9 +5,10 @@ trained for `--epochs` epochs on `--images` random grayscale images of `--size` 
 `--trials` times in one process as a tuning job runs them: end to end (the whole backbone
 forward, and backward through the tail, every epoch of every trial) and on the activations
 below the tail (`genreflow.activations`: one frozen forward pass per job, then the tail).
-Prints seconds per trial (median over `--repeats` jobs of each kind), the ratio, the
-activation cache's size per image and its dtype, and how far the two models' validation
-probabilities are apart after training (the same model, so float noise only).
+Prints seconds per trial (median over `--repeats` jobs of each kind), the ratio, and how far
+the models' validation probabilities are from the end-to-end model's after training, for
+float32 storage (the default: the same model) and float16 (`training.activation_storage`,
+half the memory: the cache's size per image is shown).
 
 Usage: python benchmarks/finetune_cache.py [--backbones vgg16 resnet50 --size 224
        --images 48 --epochs 2 --trials 3 --repeats 2]
@@ -53,7 +54,7 @@ def _corpus(directory: Path, n: int, size: int, genres: int):
     return frames
 
 
-def _job(name, examples, size, epochs, trials, end_to_end):
+def _job(name, examples, size, epochs, trials, end_to_end, storage="float32"):
     """One tuning job's worth of trials; seconds per trial, last model's probabilities,
     and what the cache held."""
     import keras
@@ -70,7 +71,7 @@ def _job(name, examples, size, epochs, trials, end_to_end):
     said = []
     data = ModelData(kind="transfer", backbone=name, genres=[str(g) for g in range(3)],
                      image_size=size, weights=None, examples=examples, stats=stats,
-                     log=said.append)
+                     activation_storage=storage, log=said.append)
     start = time.perf_counter()
     for trial in range(trials):
         keras.backend.clear_session()
@@ -108,22 +109,26 @@ def main() -> None:
         print(f"{args.images} train + {len(examples['valid'])} valid images of {args.size} px, "
               f"{args.trials} last_block trials x {args.epochs} epochs per job, "
               f"median of {args.repeats} jobs each")
-        print("| backbone | end to end s/trial | cached s/trial | ratio | cache per image | "
+        print("| backbone | end to end s/trial | cached float32 s/trial | ratio | "
+              "max prob. difference | cached float16 s/trial | float16 per image | "
               "max prob. difference |")
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for name in args.backbones:
-            whole, cached = [], []
-            for _ in range(args.repeats):  # interleaved, so that load drifts hit both alike
+            times = {"whole": [], "float32": [], "float16": []}
+            for _ in range(args.repeats):  # interleaved, so that load drifts hit all alike
                 seconds, p_whole, _ = _job(name, examples, args.size, args.epochs, args.trials, True)
-                whole.append(seconds)
-                seconds, p_cached, cache = _job(name, examples, args.size, args.epochs,
-                                                args.trials, False)
-                cached.append(seconds)
+                times["whole"].append(seconds)
+                seconds, p32, _ = _job(name, examples, args.size, args.epochs, args.trials, False)
+                times["float32"].append(seconds)
+                seconds, p16, cache = _job(name, examples, args.size, args.epochs, args.trials,
+                                           False, "float16")
+                times["float16"].append(seconds)
             values, dtype, nbytes = cache
-            a, b = statistics.median(whole), statistics.median(cached)
-            print(f"| {name} | {a:.1f} | {b:.1f} | {a / b:.1f}x | {values:,} values, {dtype}, "
-                  f"{nbytes / 1024:.0f} KiB | {float(np.max(np.abs(p_whole - p_cached))):.1e} |",
-                  flush=True)
+            a, b, c = (statistics.median(times[kind]) for kind in ("whole", "float32", "float16"))
+            print(f"| {name} | {a:.1f} | {b:.1f} | {a / b:.1f}x | "
+                  f"{float(np.max(np.abs(p_whole - p32))):.1e} | {c:.1f} | "
+                  f"{values:,} values as {dtype}, {nbytes / 1024:.0f} KiB | "
+                  f"{float(np.max(np.abs(p_whole - p16))):.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -420,6 +420,7 @@ def tuning_settings(wildcards):
         settings["weights"] = config["backbones"]["weights"]
         # a randomly initialised backbone is the network of the embedding cache
         settings["backbone_seed"] = config["screening"]["seed"]
+        settings["activation_storage"] = config["training"]["activation_storage"]
     return sorted_block(settings)
 
 

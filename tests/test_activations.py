@@ -96,14 +96,14 @@ def weights(tmp_path_factory):
     return make
 
 
-def _model_data(name, corpus, weights) -> ModelData:
+def _model_data(name, corpus, weights, storage="float16") -> ModelData:
     size = SIZES[name]
     examples = corpus(size)
     path = weights(name, size, examples["train"])
     train_embeddings = compute_embeddings(name, size, path, list(examples["train"]["image"]))
     return ModelData(kind="transfer", backbone=name, genres=GENRES, image_size=size,
                      weights=path, examples=examples,
-                     stats=feature_statistics(train_embeddings))
+                     stats=feature_statistics(train_embeddings), activation_storage=storage)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -151,10 +151,9 @@ def test_fine_tuning_on_cached_activations_is_fine_tuning_end_to_end(
 ):
     """The same model trained from the same weights and seed, once end to end on images and
     once on the cached activations below its trainable tail, predicts the same and ends
-    with the same backbone weights. Float32 storage here: float16 is the next test."""
-    monkeypatch.setattr(activations, "FLOAT16_TOLERANCE", -1.0)
+    with the same backbone weights. Float32 storage (the default): float16 is the next test."""
     params = {**HEAD, "trainable_layers": "last_block"}
-    data = _model_data(name, corpus, weights)
+    data = _model_data(name, corpus, weights, storage="float32")  # the default
 
     keras.backend.clear_session()  # as before every trial (tuning.train_trial)
     tail = trial_model(data, params, seed=0)
@@ -191,8 +190,9 @@ def test_fine_tuning_on_cached_activations_is_fine_tuning_end_to_end(
 
 
 def test_float16_activations_predict_as_float32(corpus, weights, monkeypatch):
-    """Stored as float16 (half the memory) the activations train a model whose predictions
-    agree with float32 storage's to 1e-2, and the cache says what it stores."""
+    """Stored as float16 (`training.activation_storage: float16`, half the memory) the
+    activations train a model whose predictions agree with float32 storage's to 1e-2 on a
+    stable training, and the cache says what it stores."""
     params = {**HEAD, "trainable_layers": "last_block"}
     data = _model_data("vgg16", corpus, weights)
     said = []
@@ -202,8 +202,7 @@ def test_float16_activations_predict_as_float32(corpus, weights, monkeypatch):
     assert half.validation.inputs.dtype == np.float16
     assert "float16" in said[0] and "block4_pool" in said[0]
     _train(half)
-    monkeypatch.setattr(activations, "FLOAT16_TOLERANCE", -1.0)
-    data.activations = None
+    data.activations, data.activation_storage = None, "float32"
     keras.backend.clear_session()
     full = trial_model(data, params, seed=0)
     assert full.validation.inputs.dtype == np.float32
@@ -212,14 +211,26 @@ def test_float16_activations_predict_as_float32(corpus, weights, monkeypatch):
                                predict_proba(full.model, full.validation.inputs), atol=1e-2)
 
 
-def test_activations_are_computed_once_per_job(corpus, weights):
+def test_float16_is_refused_where_it_would_move_the_heads_input(corpus, weights, monkeypatch):
+    monkeypatch.setattr(activations, "FLOAT16_SPREAD_TOLERANCE", 1e-4)
     data = _model_data("vgg16", corpus, weights)
+    said = []
+    data.log = said.append
+    built = trial_model(data, {**HEAD, "trainable_layers": "last_block"}, seed=0)
+    assert built.validation.inputs.dtype == np.float32
+    assert "float32" in said[0] and "float16 moves the head's input by" in said[0]
+    assert "float32" in said[1]  # valid follows train's choice
+
+
+def test_activations_are_computed_once_per_job(corpus, weights):
+    data = _model_data("vgg16", corpus, weights, storage="float32")
     said = []
     data.log = said.append
     params = {**HEAD, "trainable_layers": "last_block"}
     for seed in (0, 1, 2):
         trial_model(data, params, seed=seed)
     assert len([line for line in said if line.startswith("cached")]) == 2  # train, valid
+    assert "float32" in said[0] and "float16 moves" not in said[0]  # not even tried
     trial_model(data, {**params, "trainable_layers": 2}, seed=0)
     assert len([line for line in said if line.startswith("cached")]) == 4  # another cut
 

@@ -13,7 +13,9 @@ thirteen convolutions per image instead of a full forward and backward pass.
 The model trained this way is the end-to-end model: same layers, weights, batch order
 (`activation_dataset` shuffles as `genreflow.data.image_dataset` does), and the
 tests compare the two trained from the same weights and seed. Activations are stored as
-float16 where that keeps them to 1e-3 of their size (halving the memory), else float32.
+float32 (the exact model), or with `training.activation_storage: float16` in half the memory
+where that keeps them to 1e-3 of their size and moves the head's input by at most 5% of each
+feature's spread over the training images (else float32).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import tensorflow as tf
 
 from genreflow.data import AUGMENTATION
 
-# float16 keeps an activation array if its relative RMS rounding error stays below this
+# float16 keeps an activation array if its relative RMS rounding error stays below this,
+# and if it moves no feature of the head's input (on any probed image) by more than
+# FLOAT16_SPREAD_TOLERANCE of that feature's spread over the training images
 FLOAT16_TOLERANCE = 1e-3
+FLOAT16_SPREAD_TOLERANCE = 0.05
 
 
 @dataclass
@@ -85,6 +90,27 @@ def _as_stored(values: np.ndarray) -> np.ndarray:
     return half if error <= FLOAT16_TOLERANCE * scale else values
 
 
+def _pooled(tail: keras.Model, values: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """The tail's pooled output (the head's input) for activations `values`."""
+    pooled = []
+    for start in range(0, len(values[0]), batch_size):
+        parts = [part[start:start + batch_size].astype(np.float32) for part in values]
+        out = np.asarray(tail(parts if len(parts) > 1 else parts[0], training=False))
+        pooled.append(out.mean(axis=(1, 2)))
+    return np.concatenate(pooled)
+
+
+def float16_gap(tail: keras.Model, full: list[np.ndarray], half: list[np.ndarray],
+                spread: np.ndarray, probe: int = 256) -> float:
+    """How far float16 storage moves the head's input, in units of each feature's spread
+    over the training images (what the head's standardisation divides by): rounding of
+    1e-3 of a value is harmless where features vary by more than their size, fatal where
+    they sit at a nearly constant value (a random-init VGG16 at 224 px)."""
+    rows = slice(0, min(probe, len(full[0])))
+    gap = np.abs(_pooled(tail, [v[rows] for v in half]) - _pooled(tail, [v[rows] for v in full]))
+    return float(np.max(gap / np.asarray(spread, dtype=np.float64)))
+
+
 @dataclass
 class ActivationCache:
     """The boundary values of one (backbone, feature, k, weights, image size), per split,
@@ -92,21 +118,35 @@ class ActivationCache:
 
     images: Callable[[str], tf.data.Dataset]  # split -> batched, unshuffled backbone input
     log: Callable = print
+    # the spread (sd) of each pooled feature over the training images, or None
+    spread: np.ndarray | None = None
+    storage: str = "float32"  # config training.activation_storage: float32 or float16
     by_k: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    half: dict[int, bool] = field(default_factory=dict)  # float16 storage, per cut
 
     def get(self, cut: BackboneCut, split: str) -> list[np.ndarray]:
         cached = self.by_k.setdefault(cut.k, {})
         if split not in cached:
             outputs = cut.frozen.predict(self.images(split), verbose=0)
-            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            cached[split] = [_as_stored(values) for values in outputs]
-            stored = cached[split]
+            outputs = [np.asarray(values, dtype=np.float32) for values in
+                       (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+            candidates = [_as_stored(values) for values in outputs]
+            why = ""
+            if cut.k not in self.half:  # decided on the first split cached, kept for all
+                half = self.storage == "float16" and all(c.dtype == np.float16
+                                                         for c in candidates)
+                if half and self.spread is not None:
+                    gap = float16_gap(cut.tail, outputs, candidates, self.spread)
+                    half, why = gap <= FLOAT16_SPREAD_TOLERANCE, f" (float16 moves the head's input by {gap:.1e} of its spread)"
+                self.half[cut.k] = half
+            stored = [c if self.half[cut.k] else o for c, o in zip(candidates, outputs)]
+            cached[split] = stored
             self.log(
                 f"cached the activations below the last {cut.k} layers "
                 f"({', '.join(cut.boundary)}) for {split}: {len(stored[0])} images x "
                 f"{sum(int(np.prod(v.shape[1:])) for v in stored):,} values, "
                 f"{', '.join(str(v.dtype) for v in stored)}, "
-                f"{sum(v.nbytes for v in stored) / 2**20:.0f} MiB"
+                f"{sum(v.nbytes for v in stored) / 2**20:.0f} MiB{why}"
             )
         return cached[split]
 

@@ -215,6 +215,7 @@ def train_final(
         _resolved_weights(backbone, settings, weights_path), settings.get("backbone_seed", 0),
     )
     data.log = log
+    data.activation_storage = settings.get("activation_storage", "float32")
     built = trial_model(data, params, seed)
     on_embeddings = built.trained_on == "embeddings"
     described = {"embeddings": "embeddings (head on the cached embeddings)",

@@ -452,6 +452,7 @@ class ModelData:
     fold_seed: int = 0  # of the cross-validation folds (the round's seed)
     # genreflow.activations.ActivationCache of fine-tuning models, made on first use
     activations: Any = None
+    activation_storage: str = "float32"  # config training.activation_storage
     log: Any = print
 
 
@@ -620,7 +621,9 @@ def activation_cache(data: ModelData):
     from genreflow.activations import ActivationCache
 
     if data.activations is None:
-        data.activations = ActivationCache(lambda split: _images(data, split), data.log)
+        spread = None if data.stats is None else np.sqrt(data.stats[1])
+        data.activations = ActivationCache(lambda split: _images(data, split), data.log, spread,
+                                           data.activation_storage)
     return data.activations
 
 
@@ -1002,6 +1005,7 @@ def run_worker(
                     settings.get("backbone_seed", 0),
                 )
                 context.data.fold_seed, context.data.log = plan.seed, log
+                context.data.activation_storage = settings.get("activation_storage", "float32")
             run_trial(study, trial, context, log)
             ran.append(trial.number)
     finally:
