@@ -209,27 +209,33 @@ def test_final_model_files(vgg_run):
     assert headline["test_macro_f1"]["mean"] == pytest.approx(summary.loc[0, "test_macro_f1_mean"])
 
 
-def test_the_saved_full_model_predicts_test_images_as_its_head_on_the_cache(vgg_run):
-    """A frozen backbone's head trains on the cached embeddings; model.keras is backbone +
-    head and takes images: on the test images it gives the predictions.csv of the job."""
+def _assert_the_saved_model_gives_the_jobs_test_predictions(seed_dir, index, manifests):
+    """model.keras takes images: on the test images it gives the job's predictions.csv."""
     from genreflow.data import image_dataset
     from genreflow.models import backbone_spec
 
-    root, _, _, (index, _, manifests) = vgg_run
-    model = keras.models.load_model(root / "final" / "seed_1" / "model.keras")
+    model = keras.models.load_model(seed_dir / "model.keras")
     assert model.input_shape == (None, SIZE, SIZE, 3)
     test = pd.read_csv(manifests["test"])
     images = pd.read_csv(index)
     images = images[images["clip"].isin(test["clip"])].sort_values(["clip", "segment"])
     dataset = image_dataset(list(images["image"]), None, SIZE, 8, False, 0,
                             backbone_spec("vgg16").preprocess_input)
-    saved = pd.read_csv(root / "final" / "seed_1" / "predictions.csv", dtype={"clip": str})
+    saved = pd.read_csv(seed_dir / "predictions.csv", dtype={"clip": str})
     saved = saved[saved["split"] == "test"]
     assert list(saved["clip"]) == list(images["clip"])
     np.testing.assert_allclose(
         saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), predict_proba(model, dataset),
         atol=1e-4,
     )
+
+
+def test_the_saved_full_model_predicts_test_images_as_its_head_on_the_cache(vgg_run):
+    """A frozen backbone's head trains on the cached embeddings; model.keras is backbone +
+    head and takes images: on the test images it gives the predictions.csv of the job."""
+    root, _, _, (index, _, manifests) = vgg_run
+    _assert_the_saved_model_gives_the_jobs_test_predictions(root / "final" / "seed_1", index,
+                                                            manifests)
 
 
 def test_seeds_give_different_runs(vgg_run):
@@ -241,11 +247,8 @@ def test_seeds_give_different_runs(vgg_run):
 
 def test_a_fine_tuned_model_trains_on_cached_activations_and_saves_the_whole_model(
         vgg_run, tmp_path):
-    """Its tail trains on the activations below it; model.keras is the whole network, which
-    on the test images gives the predictions.csv the job scored (float16 activations: 1e-2)."""
-    from genreflow.data import image_dataset
-    from genreflow.models import backbone_spec
-
+    """Its tail trains on the activations below it (float32, the default); model.keras is
+    the whole network, which on the test images gives the predictions.csv the job scored."""
     _, _, _, data = vgg_run
     best = _best_trial(tmp_path / "best.json", "vgg16", epochs=2,
                        **{**HEAD, "trainable_layers": "last_block"})
@@ -253,20 +256,9 @@ def test_a_fine_tuned_model_trains_on_cached_activations_and_saves_the_whole_mod
     combined = _train_seeds(tmp_path / "final", best, data, about, (0,))
     metrics = read_json(combined["metrics.json"])
     assert metrics["trained_on"] == "activations" and metrics["per_seed"][0]["epochs_run"] == 2
-    model = keras.models.load_model(tmp_path / "final" / "seed_0" / "model.keras")
-    assert model.input_shape == (None, SIZE, SIZE, 3)
     index, _, manifests = data
-    test = pd.read_csv(manifests["test"])
-    images = pd.read_csv(index)
-    images = images[images["clip"].isin(test["clip"])].sort_values(["clip", "segment"])
-    dataset = image_dataset(list(images["image"]), None, SIZE, 8, False, 0,
-                            backbone_spec("vgg16").preprocess_input)
-    saved = pd.read_csv(tmp_path / "final" / "seed_0" / "predictions.csv", dtype={"clip": str})
-    saved = saved[saved["split"] == "test"]
-    np.testing.assert_allclose(
-        saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), predict_proba(model, dataset),
-        atol=1e-2,
-    )
+    _assert_the_saved_model_gives_the_jobs_test_predictions(tmp_path / "final" / "seed_0",
+                                                            index, manifests)
 
 
 def test_segments_give_track_and_segment_scores(segment_run):

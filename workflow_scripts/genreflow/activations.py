@@ -95,7 +95,7 @@ def _pooled(tail: keras.Model, values: list[np.ndarray], batch_size: int = 64) -
     pooled = []
     for start in range(0, len(values[0]), batch_size):
         parts = [part[start:start + batch_size].astype(np.float32) for part in values]
-        out = np.asarray(tail(parts if len(parts) > 1 else parts[0], training=False))
+        out = np.asarray(tail(model_input(parts), training=False))
         pooled.append(out.mean(axis=(1, 2)))
     return np.concatenate(pooled)
 
@@ -151,6 +151,11 @@ class ActivationCache:
         return cached[split]
 
 
+def model_input(values: list[np.ndarray]):
+    """What a tail model takes: the one boundary array, or the list of them."""
+    return values if len(values) > 1 else values[0]
+
+
 def check_no_augmentation(log: Callable = print) -> bool:
     """Whether cached activations are valid: only if training images are not augmented
     (then the frozen part's output for an image never changes). Says so when they are."""
@@ -185,8 +190,8 @@ def activation_dataset(
     rows = rows.batch(batch_size)
 
     def gather(row, label):
-        inputs = tuple(tf.cast(tf.gather(values, row), tf.float32) for values in tensors)
-        inputs = inputs[0] if len(inputs) == 1 else inputs
+        inputs = model_input(tuple(tf.cast(tf.gather(values, row), tf.float32)
+                                   for values in tensors))
         return (inputs, label) if labels is not None else inputs
 
     return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -206,7 +211,7 @@ def build_tail_classifier(
         layer.trainable = True
     inputs = [keras.Input(shape=tensor.shape[1:], name=f"boundary_{i}")
               for i, tensor in enumerate(cut.tail.inputs)]
-    inputs = inputs if len(inputs) > 1 else inputs[0]
+    inputs = model_input(inputs)
     features = InferenceMode(cut.tail, name="backbone")(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     model = keras.Model(inputs, _apply_head(pooled, config, n_classes, stats),

@@ -87,6 +87,7 @@ def _headline(scores: Mapping, segmented: bool) -> dict:
 def split_inputs(data, built, split: str):
     """What a model built by `trial_model` predicts on for `split`, and those examples'
     clip, segment and label, in the order of the inputs."""
+    from genreflow.activations import model_input
     from genreflow.tuning import activation_cache, split_dataset
 
     if built.trained_on == "embeddings":  # a head on the cached embeddings
@@ -94,8 +95,7 @@ def split_inputs(data, built, split: str):
         return data.embeddings[split], rows["clip"], rows["segment"], rows["label"]
     frame = data.examples[split]
     if built.trained_on == "activations":
-        values = activation_cache(data).get(built.cut, split)
-        inputs = values if len(values) > 1 else values[0]
+        inputs = model_input(activation_cache(data).get(built.cut, split))
     else:
         inputs = split_dataset(frame, data.backbone, data.image_size, built.batch_size, False, 0)
     return inputs, frame["clip"].to_numpy(), frame["segment"].to_numpy(), frame["label"].to_numpy()
@@ -106,8 +106,9 @@ def full_model_of_tail(data, best: Mapping, built, log=print):
     backbone (its tail as trained) + the trained head, one file that takes images.
 
     Checked before it is saved: on the first test images it must give the probabilities the
-    trained tail gave on their cached activations (float16 storage of the activations
-    moves them by about 1e-3 at most)."""
+    trained tail gave on their cached activations (to float noise in float32 storage, the
+    default; float16 storage may move them a little more)."""
+    from genreflow.activations import model_input
     from genreflow.models import build_classifier, classifier_backbone, predict_proba
     from genreflow.models import transfer_head_weights
     from genreflow.tuning import activation_cache, head_config, split_dataset
@@ -122,7 +123,7 @@ def full_model_of_tail(data, best: Mapping, built, log=print):
     images = split_dataset(data.examples["test"].iloc[:n], data.backbone, data.image_size,
                            built.batch_size, False, 0)
     values = [part[:n] for part in activation_cache(data).get(built.cut, "test")]
-    expected = predict_proba(built.model, values if len(values) > 1 else values[0])
+    expected = predict_proba(built.model, model_input(values))
     gap = float(np.max(np.abs(predict_proba(model, images) - expected)))
     if gap > 0.02:
         raise RuntimeError(
@@ -218,10 +219,12 @@ def train_final(
     data.activation_storage = settings.get("activation_storage", "float32")
     built = trial_model(data, params, seed)
     on_embeddings = built.trained_on == "embeddings"
-    described = {"embeddings": "embeddings (head on the cached embeddings)",
-                 "activations": f"activations (the last {built.cut.k} layers trained on the "
-                                "cached activations below them)" if built.cut else "",
-                 "images": "images"}[built.trained_on]
+    described = {
+        "embeddings": "embeddings (head on the cached embeddings)",
+        "activations": f"activations (the last {built.cut and built.cut.k} layers trained on "
+                       "the cached activations below them)",
+        "images": "images",
+    }[built.trained_on]
     log(
         f"{model_label(backbone, best['feature'])}, round {best.get('round')}, seed {seed}: "
         + ", ".join(f"{split} {len(built_split)}" for split, built_split in

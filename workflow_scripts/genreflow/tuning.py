@@ -632,6 +632,7 @@ def tail_trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
     activations below them (`genreflow.activations`); built, seeded and fed as
     `build_classifier`'s end-to-end model is, so that it is the same model."""
     from genreflow.activations import activation_dataset, build_tail_classifier, cut_backbone
+    from genreflow.activations import model_input
     from genreflow.models import Validation, build_backbone, resolve_trainable_layers
     from genreflow.models import seed_everything
 
@@ -648,7 +649,7 @@ def tail_trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
     batch_size = int(params["batch_size"])
     train = activation_dataset(train_values, examples["train"]["label"].to_numpy(), batch_size,
                                True, seed)
-    validation = Validation(valid_values if len(valid_values) > 1 else valid_values[0],
+    validation = Validation(model_input(valid_values),
                             examples["valid"]["label"].to_numpy(),
                             examples["valid"]["clip"].to_numpy(), data.genres)
     return TrialModel(model, train, validation, batch_size, "activations", backbone, cut)
