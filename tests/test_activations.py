@@ -251,3 +251,36 @@ def test_a_nearly_constant_feature_is_not_blown_up_to_unit_spread():
     mean, variance = feature_statistics(embeddings)
     np.testing.assert_allclose(variance[:3], embeddings[:, :3].var(axis=0))  # standardised
     assert variance[3] == pytest.approx(1e-2 * embeddings.var(axis=0).mean())
+
+
+def test_a_cross_validated_fine_tuning_trial_is_the_mean_of_its_folds(corpus, weights, tmp_path):
+    """cv_folds with fine-tuning: each fold trains the tail on the cached activations of the
+    pooled train and validation images (computed once), the head standardised by the other
+    folds' embeddings; the trial's value is the mean over the folds."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from genreflow.journal import journal_storage
+    from genreflow.tuning import RoundContext, RoundPlan, claim_trial, run_trial
+
+    data = _model_data("vgg16", corpus, weights, storage="float32")
+    for split in ("train", "valid"):
+        frame = data.examples[split]
+        data.embeddings[split] = compute_embeddings("vgg16", 32, data.weights, list(frame["image"]))
+        data.embedding_rows[split] = {key: frame[key].to_numpy()
+                                      for key in ("clip", "segment", "label")}
+    said = []
+    data.log = said.append
+    study = optuna.create_study(storage=journal_storage(tmp_path / "s.journal", lambda m: None),
+                                study_name="s", direction="maximize")
+    plan = RoundPlan.from_config({"fixed": {**HEAD, "trainable_layers": "last_block"},
+                                  "n_trials": 1}, "transfer")
+    trial = claim_trial(study, 1, 0, "x")
+    state = run_trial(study, trial, RoundContext(plan, HEAD, {}, data=data, cv_folds=3),
+                      log=said.append)
+    assert state == TrialState.COMPLETE, said
+    done = study.trials[0]
+    folds = done.user_attrs["fold_values"]
+    assert len(folds) == 3 and done.value == pytest.approx(np.mean(folds), abs=1e-6)
+    cached = [line for line in said if line.startswith("cached")]
+    assert len(cached) == 1 and "for pool: 18 images" in cached[0]  # once, all 3 folds

@@ -74,19 +74,24 @@ def test_a_cross_validated_trial_is_the_mean_of_its_folds(tmp_path):
     assert [step for step in sorted(done.intermediate_values)] == [0, 1, 2]  # one report a fold
 
 
-def test_cv_applies_to_rounds_of_heads_only():
+def test_cv_applies_to_rounds_of_models_on_cached_inputs(monkeypatch):
     heads = RoundPlan.from_config({"fixed": {"trainable_layers": 0}, "n_trials": 2}, "transfer")
     fine = RoundPlan.from_config({"scientific": {"trainable_layers": {
         "type": "categorical", "choices": [0, "last_block"]}}, "n_trials": 2}, "transfer")
     assert cv_folds_for(heads, "vgg16", TRANSFER_DEFAULTS, {}, 5)[0] == 5
     folds, why = cv_folds_for(fine, "vgg16", TRANSFER_DEFAULTS, {}, 5)
-    assert folds == 1 and "fine-tuning" in why
+    assert folds == 5 and "fine-tuning on cached activations" in why
     inherited = RoundPlan.from_config({"inherit": ["trainable_layers"], "n_trials": 2}, "transfer")
     assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 0}, 5)[0] == 5
-    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 4}, 5)[0] == 1
+    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 4}, 5)[0] == 5
     assert cv_folds_for(fine, "musicnn_msd", TRANSFER_DEFAULTS, {}, 5)[0] == 5
     assert cv_folds_for(heads, "baseline_cnn", {}, {}, 5)[0] == 1
     assert cv_folds_for(heads, "vgg16", TRANSFER_DEFAULTS, {}, 1)[0] == 1
+    # augmented images would change the frozen layers' output: no cache, so no folds
+    monkeypatch.setattr("genreflow.data.AUGMENTATION", ("flips",))
+    folds, why = cv_folds_for(fine, "vgg16", TRANSFER_DEFAULTS, {}, 5)
+    assert folds == 1 and "augmented" in why and "flips" in why
+    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 0}, 5)[0] == 5
 
 
 def _done(number, value, loss):

@@ -172,13 +172,16 @@ def activation_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    rows: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of (activations, labels) in the order `genreflow.data.image_dataset` gives
     the same examples' images: tf.data's shuffle depends on the seed, the buffer and the
-    count only, so shuffling row numbers gives the images' permutation."""
-    n = len(activations[0])
+    count only, so shuffling row numbers gives the images' permutation. `rows` (row numbers
+    of a cross-validation fold; `labels` are theirs) picks examples without copying."""
     tensors = [tf.constant(values) for values in activations]
-    rows = tf.data.Dataset.range(n)
+    rows = np.arange(len(activations[0])) if rows is None else np.asarray(rows)
+    n = len(rows)
+    rows = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
     if labels is not None:
         rows = tf.data.Dataset.zip((rows, tf.data.Dataset.from_tensor_slices(
             np.asarray(labels, dtype=np.int32))))

@@ -611,9 +611,15 @@ class TrialModel:
     cut: Any = None  # genreflow.activations.BackboneCut
 
 
+def pooled_examples(data: ModelData) -> pd.DataFrame:
+    """The train and validation image rows together: what cross-validation folds cut."""
+    return pd.concat([data.examples["train"], data.examples["valid"]], ignore_index=True)
+
+
 def _images(data: ModelData, split: str, batch_size: int = 32):
-    return split_dataset(data.examples[split], data.backbone, data.image_size, batch_size,
-                         False, 0)
+    """The unshuffled images of a split, or of "pool" (`pooled_examples`)."""
+    frame = pooled_examples(data) if split == "pool" else data.examples[split]
+    return split_dataset(frame, data.backbone, data.image_size, batch_size, False, 0)
 
 
 def activation_cache(data: ModelData):
@@ -627,10 +633,14 @@ def activation_cache(data: ModelData):
     return data.activations
 
 
-def tail_trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
+def tail_trial_model(data: ModelData, params: Mapping, seed: int, fold=None) -> TrialModel:
     """A fine-tuning model that trains its backbone's last k layers on the cached
     activations below them (`genreflow.activations`); built, seeded and fed as
-    `build_classifier`'s end-to-end model is, so that it is the same model."""
+    `build_classifier`'s end-to-end model is, so that it is the same model.
+
+    `fold` = (held, stats): a cross-validation fold of the pooled train and validation
+    examples (`pooled_examples`; `held` marks the fold's validation rows) and the head's
+    statistics from the other folds' embeddings, instead of the train and valid splits."""
     from genreflow.activations import activation_dataset, build_tail_classifier, cut_backbone
     from genreflow.activations import model_input
     from genreflow.models import Validation, build_backbone, resolve_trainable_layers
@@ -641,18 +651,25 @@ def tail_trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
     seed_everything(seed)
     k = resolve_trainable_layers(data.backbone, params["trainable_layers"], len(backbone.layers))
     cut = cut_backbone(backbone, k)
-    model = build_tail_classifier(cut, head_config(params), len(data.genres), stats=data.stats)
+    stats = data.stats if fold is None else fold[1]
+    model = build_tail_classifier(cut, head_config(params), len(data.genres), stats=stats)
     cache = activation_cache(data)
-    train_values, valid_values = cache.get(cut, "train"), cache.get(cut, "valid")
+    if fold is None:
+        train, valid = data.examples["train"], data.examples["valid"]
+        train_values, train_rows = cache.get(cut, "train"), None
+        valid_values = cache.get(cut, "valid")
+    else:
+        pool, held = pooled_examples(data), np.asarray(fold[0])
+        train, valid = pool[~held], pool[held]
+        train_values, train_rows = cache.get(cut, "pool"), np.flatnonzero(~held)
+        valid_values = [values[held] for values in train_values]
     seed_everything(seed)
-    examples = data.examples
     batch_size = int(params["batch_size"])
-    train = activation_dataset(train_values, examples["train"]["label"].to_numpy(), batch_size,
-                               True, seed)
-    validation = Validation(model_input(valid_values),
-                            examples["valid"]["label"].to_numpy(),
-                            examples["valid"]["clip"].to_numpy(), data.genres)
-    return TrialModel(model, train, validation, batch_size, "activations", backbone, cut)
+    train_data = activation_dataset(train_values, train["label"].to_numpy(), batch_size, True,
+                                    seed, rows=train_rows)
+    validation = Validation(model_input(valid_values), valid["label"].to_numpy(),
+                            valid["clip"].to_numpy(), data.genres)
+    return TrialModel(model, train_data, validation, batch_size, "activations", backbone, cut)
 
 
 def trial_model(data: ModelData, params: Mapping, seed: int) -> TrialModel:
@@ -789,21 +806,43 @@ def cv_pool(data: ModelData, folds: int, seed: int):
 
 def cross_validated_trial(trial, params, data: ModelData, objective: str, seed: int, prune: bool,
                           patience: int, folds: int) -> TrialResult:
-    """A head on the cached embeddings, trained once per fold of the pooled train and
-    validation tracks and scored on the held-out fold, by the same rule as a single split;
-    the trial's value (and its loss) is the mean over folds. The running mean is reported to
-    Optuna after each fold, so that the pruner can stop a hopeless trial early."""
+    """A head on the cached embeddings (or a fine-tuning model on the cached activations),
+    trained once per fold of the pooled train and validation tracks and scored on the
+    held-out fold, by the same rule as a single split; the trial's value (and its loss) is
+    the mean over folds. The running mean is reported to Optuna after each fold, so that the
+    pruner can stop a hopeless trial early."""
+    import keras
+
+    from genreflow.folds import track_folds
     from genreflow.models import Diverged, Validation, build_head, feature_statistics, train
 
     x, rows, fold = cv_pool(data, folds, data.fold_seed)
+    fine_tunes = not trains_on_embeddings(data.backbone, params)
+    if fine_tunes:  # the same tracks make the same folds (folds.track_folds)
+        pool = pooled_examples(data)
+        pool_fold = track_folds(pool["clip"].to_numpy(), pool["label"].to_numpy(), folds,
+                                data.fold_seed)
+        fold_of_track = dict(zip(rows["clip"], fold))
+        if any(fold_of_track.get(clip) != k for clip, k in zip(pool["clip"], pool_fold)):
+            raise RuntimeError("the images and the embedding cache of the train and validation "
+                               "splits hold other tracks: rerun embed_images for "
+                               f"{data.backbone}")
     values, losses, epochs = [], [], []
     for k in range(folds):
         held, kept = fold == k, fold != k
-        model = build_head(x.shape[1], head_config(params), len(data.genres), seed=seed,
-                           stats=feature_statistics(x[kept]))
-        validation = Validation(x[held], rows["label"][held], rows["clip"][held], data.genres)
+        stats = feature_statistics(x[kept])
+        if fine_tunes:
+            keras.backend.clear_session()  # the previous fold's backbone
+            built = tail_trial_model(data, params, seed, fold=(pool_fold == k, stats))
+            model, train_data, validation = built.model, built.train_data, built.validation
+        else:
+            model = build_head(x.shape[1], head_config(params), len(data.genres), seed=seed,
+                               stats=stats)
+            train_data = (x[kept], rows["label"][kept])
+            validation = Validation(x[held], rows["label"][held], rows["clip"][held],
+                                    data.genres)
         try:
-            fitted = train(model, (x[kept], rows["label"][kept]), validation,
+            fitted = train(model, train_data, validation,
                            epochs=int(params["epochs"]), patience=patience,
                            batch_size=int(params["batch_size"]), seed=seed)
         except Diverged as error:
@@ -825,15 +864,19 @@ def cross_validated_trial(trial, params, data: ModelData, objective: str, seed: 
 def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: Mapping,
                  cv_folds: int) -> tuple[int, str]:
     """The folds a round's trials use, and why: `tuning.cv_folds` when every trial the round
-    can sample is a head on the cached embeddings; otherwise 1 for all of them (the values
-    of one study must be comparable). Fine-tuning trials train on cached activations
-    (`genreflow.activations`), but per fold that is not built yet."""
+    can sample trains on cached inputs (heads on the embeddings, fine-tuning tails on the
+    activations below them); otherwise 1 for all of them (the values of one study must be
+    comparable): the baseline CNN, and fine-tuning when training images are augmented."""
+    from genreflow.data import AUGMENTATION
+
     if cv_folds <= 1:
         return 1, "tuning.cv_folds is 1"
     if kind_of(backbone) == "baseline":
         return 1, "the baseline CNN trains on images"
     if is_audio_backbone(backbone):
         return cv_folds, "heads on cached embeddings"
+    if not AUGMENTATION:
+        return cv_folds, "heads on cached embeddings, fine-tuning on cached activations"
     values = {**defaults, **inherited, **plan.fixed}
     possible = [values.get("trainable_layers")]
     for dimension in plan.dimensions:
@@ -842,8 +885,8 @@ def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: M
                         else [dimension.low, dimension.high])
     if all(trains_on_embeddings(backbone, {"trainable_layers": value}) for value in possible):
         return cv_folds, "heads on cached embeddings"
-    return 1, (f"trainable_layers can be {possible}: fine-tuning trials keep the single split "
-               "(cross-validation applies to heads on cached embeddings)")
+    return 1, (f"trainable_layers can be {possible}, and fine-tuning trials train on augmented "
+               f"images ({', '.join(AUGMENTATION)}): the single split for all trials")
 
 
 @dataclass
