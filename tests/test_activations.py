@@ -120,6 +120,10 @@ def test_a_cut_backbone_is_the_backbone(name):
         np.testing.assert_array_equal(np.asarray(cut.tail(boundary, training=False)), whole)
         assert {id(w) for w in cut.tail.weights} == {
             id(w) for layer in backbone.layers[-k:] for w in layer.weights}
+    everything = cut_backbone(backbone, len(backbone.layers))  # all: the image is the boundary
+    assert everything.boundary == [backbone.layers[0].name]
+    np.testing.assert_array_equal(
+        np.asarray(everything.tail(everything.frozen(images), training=False)), whole)
     if name == "resnet50":  # inside a residual block the shortcut is read too
         assert cut_backbone(backbone, 3).boundary == ["conv5_block3_3_conv", "conv5_block2_out"]
     assert cut_backbone(backbone, BACKBONES[name].last_block_layers).boundary == [

@@ -56,6 +56,8 @@ def cut_backbone(backbone: keras.Model, k: int) -> BackboneCut:
     layer below the tail: one tensor at a block boundary (`last_block`), several inside a
     residual block (the shortcut too)."""
     layers = backbone.layers
+    if k == len(layers) and isinstance(layers[0], keras.layers.InputLayer):
+        k -= 1  # the input layer has nothing to train: the boundary is the (preprocessed) image
     if not 0 < k < len(layers):
         raise ValueError(f"cannot cut {backbone.name} below its last {k} of {len(layers)} layers")
     tail_layers = set(id(layer) for layer in layers[len(layers) - k:])
