@@ -51,10 +51,13 @@ def main() -> None:
     import optuna
 
     from genreflow import GENRES
-    from genreflow.models import HEAD_DEFAULTS, predict_proba, train
+    from genreflow.models.heads import HEAD_DEFAULTS
+    from genreflow.models.train import predict_proba, train
     from genreflow.scoring import score
-    from genreflow.tuning import (RoundPlan, best_trial, make_sampler, suggest_params,
-                                  train_trial, trial_model, load_model_data)
+    from genreflow.tuning.collect import best_trial
+    from genreflow.tuning.model_data import load_model_data
+    from genreflow.tuning.space import RoundPlan, make_sampler, suggest_params
+    from genreflow.tuning.trial import train_trial, trial_model
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     os.chdir(args.workdir)

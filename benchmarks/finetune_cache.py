@@ -61,8 +61,11 @@ def _job(name, examples, size, epochs, trials, end_to_end, storage="float32"):
     import numpy as np
 
     from genreflow import activations, data as data_module
-    from genreflow.models import compute_embeddings, feature_statistics, predict_proba, train
-    from genreflow.tuning import ModelData, trial_model
+    from genreflow.models.backbones import compute_embeddings
+    from genreflow.models.heads import feature_statistics
+    from genreflow.models.train import predict_proba, train
+    from genreflow.tuning.model_data import ModelData
+    from genreflow.tuning.trial import trial_model
 
     augmentation = ("benchmark: end to end",) if end_to_end else ()
     data_module.AUGMENTATION = activations.AUGMENTATION = augmentation

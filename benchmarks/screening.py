@@ -67,7 +67,7 @@ def forward_pass_limit(workdir: Path, image_size: int, threads: int) -> float:
     import pandas as pd
 
     from genreflow.data import image_dataset
-    from genreflow.models import backbone_spec, build_backbone, embedding_model
+    from genreflow.models.backbones import backbone_spec, build_backbone, embedding_model
     from genreflow.device import prepare_tensorflow
 
     prepare_tensorflow(threads, log=lambda message: None, mixed_precision="off")
@@ -91,7 +91,8 @@ def training_input(workdir: Path, image_size: int, epochs: int = 3) -> tuple[flo
     import pandas as pd
 
     from genreflow.data import image_dataset, load_images, to_backbone_input
-    from genreflow.models import backbone_spec, build_classifier
+    from genreflow.models.backbones import backbone_spec
+    from genreflow.models.heads import build_classifier
 
     index = pd.read_csv(workdir / "results/features/mel/index.csv")
     paths = [str(workdir / path) for path in index["image"]]

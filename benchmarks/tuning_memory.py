@@ -78,7 +78,7 @@ def synthetic_inputs(workdir: Path):
     import pandas as pd
     from PIL import Image
 
-    from genreflow.models import save_embeddings
+    from genreflow.io import save_embeddings
 
     rng = np.random.default_rng(0)
     rows = []
@@ -124,21 +124,26 @@ def child(args) -> None:
     """Run the trials in this process and print one JSON line of RSS figures."""
     import psutil
 
-    from genreflow import tuning
+    from genreflow.journal import journal_storage
+    from genreflow.tuning import trial as trial_module
+    from genreflow.tuning.model_data import load_model_data
+    from genreflow.tuning.space import RoundPlan, make_sampler
+    from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.worker import RoundContext, run_trial
 
     if args.cleanup in ("keras", "none"):
-        tuning._forget_custom_gradients = lambda kept: None
+        trial_module._forget_custom_gradients = lambda kept: None
     if args.cleanup == "none":
         import keras
 
         keras.backend.clear_session = lambda *a, **k: None
-        tuning.gc.collect = lambda *a, **k: 0
+        trial_module.gc.collect = lambda *a, **k: 0
     inputs = {key: Path(value) for key, value in json.loads(args.inputs).items()}
     manifests = {split: str(inputs[split]) for split in ("train", "valid", "test")}
-    transfer = tuning.load_model_data(
+    transfer = load_model_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, args.image_size, str(inputs["embeddings"])
     )
-    baseline = tuning.load_model_data(
+    baseline = load_model_data(
         "baseline_cnn", str(inputs["index"]), manifests, GENRES, args.image_size
     )
     space = {
@@ -146,27 +151,27 @@ def child(args) -> None:
         "units": {"type": "int", "low": 16, "high": 64, "log": True},
     }
     plans = {
-        "transfer": tuning.RoundPlan.from_config(
+        "transfer": RoundPlan.from_config(
             {"nuisance": space, "sampler": "random", "n_trials": args.trials}, "transfer"
         ),
-        "baseline": tuning.RoundPlan.from_config(
+        "baseline": RoundPlan.from_config(
             {"nuisance": space, "sampler": "random", "n_trials": args.trials}, "baseline"
         ),
     }
     contexts = {
-        "transfer": tuning.RoundContext(plans["transfer"], TRANSFER_DEFAULTS, {}, data=transfer),
-        "baseline": tuning.RoundContext(plans["baseline"], BASELINE_DEFAULTS, {}, data=baseline),
+        "transfer": RoundContext(plans["transfer"], TRANSFER_DEFAULTS, {}, data=transfer),
+        "baseline": RoundContext(plans["baseline"], BASELINE_DEFAULTS, {}, data=baseline),
     }
     import optuna
 
     with tempfile.TemporaryDirectory() as folder:
-        storage = tuning.journal_storage(Path(folder) / "memory.journal")
+        storage = journal_storage(Path(folder) / "memory.journal")
         studies = {
             kind: optuna.create_study(
                 storage=storage,
                 study_name=kind,
                 direction="maximize",
-                sampler=tuning.make_sampler(plans[kind]),
+                sampler=make_sampler(plans[kind]),
             )
             for kind in plans
         }
@@ -174,8 +179,8 @@ def child(args) -> None:
         rss, started = [], time.perf_counter()
         for number in range(args.trials):
             kind = "transfer" if number % 2 == 0 else "baseline"
-            trial = tuning.claim_trial(studies[kind], args.trials, 0, "memory")
-            tuning.run_trial(studies[kind], trial, contexts[kind], log=lambda message: None)
+            trial = claim_trial(studies[kind], args.trials, 0, "memory")
+            run_trial(studies[kind], trial, contexts[kind], log=lambda message: None)
             rss.append(process.memory_info().rss / 2**20)
     print(json.dumps({"rss_mb": rss, "seconds": time.perf_counter() - started}))
 

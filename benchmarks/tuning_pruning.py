@@ -59,7 +59,11 @@ def main() -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from genreflow import tuning
+    from genreflow.journal import journal_storage
+    from genreflow.tuning.model_data import load_model_data
+    from genreflow.tuning.space import RoundPlan, make_pruner, make_sampler
+    from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.worker import RoundContext, run_trial
 
     workdir = Path(args.workdir).resolve()
     os.chdir(workdir)
@@ -68,13 +72,13 @@ def main() -> None:
     if inputs is None:
         inputs, source = synthetic_inputs(workdir), f"synthetic embeddings in {workdir}/synthetic"
     manifests = {split: str(inputs[split]) for split in ("train", "valid", "test")}
-    data = tuning.load_model_data(
+    data = load_model_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, 0, str(inputs["embeddings"])
     )
-    from genreflow.models import HEAD_DEFAULTS
+    from genreflow.models.heads import HEAD_DEFAULTS
 
     defaults = {**HEAD_DEFAULTS, "batch_size": 32, "epochs": args.epochs}
-    plan = tuning.RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
+    plan = RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
     print(
         f"{args.trials} trials per variant, up to {args.epochs} epochs, on {source}: "
         f"{len(data.embedding_rows['train']['label'])} train / {len(data.embedding_rows['valid']['label'])} valid "
@@ -82,25 +86,25 @@ def main() -> None:
     )
     variants = {"median pruner": PRUNER, "no pruning": {**PRUNER, "kind": "none"}}
     with tempfile.TemporaryDirectory() as folder:
-        storage = tuning.journal_storage(Path(folder) / "pruning.journal")
+        storage = journal_storage(Path(folder) / "pruning.journal")
         studies, contexts, seconds = {}, {}, {}
         for name, pruner in variants.items():
             studies[name] = optuna.create_study(
                 storage=storage,
                 study_name=name,
                 direction="maximize",
-                sampler=tuning.make_sampler(plan),
-                pruner=tuning.make_pruner(pruner),
+                sampler=make_sampler(plan),
+                pruner=make_pruner(pruner),
             )
-            contexts[name] = tuning.RoundContext(
+            contexts[name] = RoundContext(
                 plan, defaults, {}, data=data, prune=pruner["kind"] != "none"
             )
             seconds[name] = []
         for _ in range(args.trials):
             for name in variants:
-                trial = tuning.claim_trial(studies[name], args.trials, 0, "bench")
+                trial = claim_trial(studies[name], args.trials, 0, "bench")
                 started = time.perf_counter()
-                tuning.run_trial(studies[name], trial, contexts[name], log=lambda message: None)
+                run_trial(studies[name], trial, contexts[name], log=lambda message: None)
                 seconds[name].append(time.perf_counter() - started)
         print(
             f"{'':>14} {'s/trial':>8} {'trials/h':>9} {'epochs':>7} {'pruned':>7} {'failed':>7} {'best acc':>9} {'total s':>8}"

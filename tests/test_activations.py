@@ -13,16 +13,16 @@ from PIL import Image
 from genreflow import activations, data as data_module
 from genreflow.activations import ActivationCache, activation_dataset, cut_backbone
 from genreflow.data import image_dataset
-from genreflow.models import (
+from genreflow.models.backbones import (
     BACKBONES,
     build_backbone,
     compute_embeddings,
-    feature_statistics,
-    predict_proba,
     resolve_trainable_layers,
-    train,
 )
-from genreflow.tuning import ModelData, trial_model
+from genreflow.models.heads import feature_statistics
+from genreflow.models.train import predict_proba, train
+from genreflow.tuning.model_data import ModelData
+from genreflow.tuning.trial import trial_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -265,7 +265,9 @@ def test_a_cross_validated_fine_tuning_trial_is_the_mean_of_its_folds(corpus, we
     from optuna.trial import TrialState
 
     from genreflow.journal import journal_storage
-    from genreflow.tuning import RoundContext, RoundPlan, claim_trial, run_trial
+    from genreflow.tuning.space import RoundPlan
+    from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.worker import RoundContext, run_trial
 
     data = _model_data("vgg16", corpus, weights, storage="float32")
     for split in ("train", "valid"):

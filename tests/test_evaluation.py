@@ -26,9 +26,11 @@ from genreflow.evaluation import (
 )
 from genreflow.intervals import Bootstrap
 from genreflow.io import read_json, save_embeddings, write_json
-from genreflow.models import compute_embeddings, predict_proba
+from genreflow.models.backbones import compute_embeddings
+from genreflow.models.train import predict_proba
 from genreflow.run_info import BASELINE, caveats, final_about
 from genreflow.scoring import SPLITS, genre_labels, track_predictions
+from genreflow.tuning.model_data import ModelInputs
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"
@@ -92,6 +94,12 @@ HEAD = {"dense_layers": 1, "units": 16, "dropout": 0.1, "activation": "relu",
         "batch_norm": False, "learning_rate": 1e-2}
 
 
+def _outputs(files):
+    """train_final's `out` from a dict of file name -> path."""
+    return {"metrics": files["metrics.json"], "predictions": files["predictions.csv"],
+            "history": files["history.csv"], "model": files["model.keras"]}
+
+
 def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
     index, embeddings, manifests = data
     outputs = {"metrics": [], "predictions": [], "history": []}
@@ -100,10 +108,10 @@ def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
         paths = {name: str(seed_dir / name) for name in
                  ("metrics.json", "predictions.csv", "history.csv", "model.keras")}
         train_final(
-            best_json, seed, index, embeddings, manifests, settings, None, about,
+            best_json, seed, ModelInputs(manifests, index, embeddings), settings, about,
             {"epochs": None, "patience": None},
-            paths["metrics.json"], paths["predictions.csv"], paths["history.csv"],
-            paths["model.keras"], log=lambda message: None,
+            _outputs(paths),
+            log=lambda message: None,
         )
         for name in outputs:
             outputs[name].append(paths[f"{name}.json" if name == "metrics" else f"{name}.csv"])
@@ -212,7 +220,7 @@ def test_final_model_files(vgg_run):
 def _assert_the_saved_model_gives_the_jobs_test_predictions(seed_dir, index, manifests):
     """model.keras takes images: on the test images it gives the job's predictions.csv."""
     from genreflow.data import image_dataset
-    from genreflow.models import backbone_spec
+    from genreflow.models.backbones import backbone_spec
 
     model = keras.models.load_model(seed_dir / "model.keras")
     assert model.input_shape == (None, SIZE, SIZE, 3)
@@ -300,10 +308,12 @@ def test_a_final_model_is_its_trials_model(tmp_path, backbone):
     settings = SETTINGS if backbone != BASELINE else {"genres": list(GENRES), "image_size": SIZE,
                                                       "patience": 2}
     index, embeddings, manifests = data
-    train_final(best, 3, index, embeddings if backbone != BASELINE else None, manifests,
-                settings, None, final_about(RUN_ABOUT, backbone, "mel", 1),
-                {"epochs": None, "patience": 2}, out["metrics.json"], out["predictions.csv"],
-                out["history.csv"], out["model.keras"], log=lambda message: None)
+    train_final(best, 3,
+                ModelInputs(manifests, index, embeddings if backbone != BASELINE else None),
+                settings, final_about(RUN_ABOUT, backbone, "mel", 1),
+                {"epochs": None, "patience": 2},
+                _outputs(out),
+                log=lambda message: None)
     metrics = read_json(out["metrics.json"])
     assert metrics["epochs_run"] == 1 and metrics["seed"] == 3 and metrics["patience"] == 2
     channels = 3 if backbone == "vgg16" else 1

@@ -8,16 +8,12 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from genreflow.folds import track_folds
-from genreflow.tuning import (
-    RoundContext,
-    RoundPlan,
-    best_trial,
-    claim_trial,
-    cv_folds_for,
-    cv_pool,
-    journal_storage,
-    run_trial,
-)
+from genreflow.journal import journal_storage
+from genreflow.tuning.collect import best_trial
+from genreflow.tuning.space import RoundPlan
+from genreflow.tuning.study import claim_trial
+from genreflow.tuning.trial import cv_pool
+from genreflow.tuning.worker import RoundContext, cv_folds_for, run_trial
 from test_tuning import TRANSFER_DEFAULTS, separable_embeddings
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from genreflow import journal as journal_module
 from genreflow.journal import JournalDamaged, journal_storage, repair_torn_tail
-from genreflow.tuning import claim_trial, release_dead_claims, round_trials
+from genreflow.tuning.study import claim_trial, release_dead_claims, round_trials
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -160,7 +160,8 @@ def test_plots_and_collection_open_journals_the_same_way():
     """No reader opens a journal but through journal_storage (which repairs it first)."""
     import inspect
 
-    from genreflow import plots, tuning
+    from genreflow.plots import tuning as tuning_plots
+    from genreflow.tuning import collect, worker
 
-    assert tuning.journal_storage is journal_module.journal_storage
-    assert "JournalFileBackend" not in inspect.getsource(plots)
+    assert collect.journal_storage is worker.journal_storage is journal_module.journal_storage
+    assert "JournalFileBackend" not in inspect.getsource(tuning_plots)

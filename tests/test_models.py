@@ -14,29 +14,27 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreflow import models
 from genreflow.data import image_dataset
 from conftest import write_legacy_h5
-from genreflow.models import (
+from genreflow.io import file_md5, load_embeddings, save_embeddings
+from genreflow.models.backbones import (
     BACKBONES,
     BackboneWeights,
-    Validation,
     build_backbone,
+    compute_embeddings,
+    fetch_weights,
+    resolve_trainable_layers,
+    resolve_weights,
+)
+from genreflow.models.heads import (
     build_classifier,
     build_head,
     classifier_backbone,
-    compute_embeddings,
-    fetch_weights,
     feature_statistics,
-    load_embeddings,
     normalize_head,
-    predict_proba,
-    resolve_trainable_layers,
-    resolve_weights,
-    save_embeddings,
-    train,
     transfer_head_weights,
 )
+from genreflow.models.train import Diverged, Validation, predict_proba, train
 
 # Keras' own get_weights() triggers a NumPy 2 deprecation warning per variable.
 pytestmark = pytest.mark.filterwarnings(
@@ -292,7 +290,7 @@ def test_imagenet_setting_loads_legacy_file_from_the_weights_target(tmp_path, mo
     target.parent.mkdir(parents=True)
     write_legacy_h5(source, target)
     monkeypatch.setitem(
-        BACKBONES, "vgg16", dataclasses.replace(BACKBONES["vgg16"], weights_md5=models.file_md5(target))
+        BACKBONES, "vgg16", dataclasses.replace(BACKBONES["vgg16"], weights_md5=file_md5(target))
     )
 
     resolved = resolve_weights("imagenet", str(target), "vgg16")
@@ -497,7 +495,7 @@ def test_train_stops_a_diverging_model():
     y = np.arange(40) % 2
     model = build_head(4, {"dense_layers": 1, "units": 8, "dropout": 0.0, "learning_rate": 1e30}, 2,
                        seed=0)
-    with pytest.raises(models.Diverged, match="diverged"):
+    with pytest.raises(Diverged, match="diverged"):
         train(model, (x, y), Validation(x, y, np.arange(40).astype(str), ["a", "b"]),
               epochs=5, patience=5, batch_size=8)
 
@@ -598,7 +596,7 @@ def test_every_model_of_a_random_init_backbone_is_the_network_of_its_cache(image
     """Trials and final models draw a randomly initialised backbone with the cache's seed
     (backbone_seed), whatever their own seed: the head's input statistics come from the
     cache, so they must be that network's."""
-    from genreflow.models import embedding_model
+    from genreflow.models.backbones import embedding_model
 
     paths, _ = images
     cache = compute_embeddings("vgg16", 32, None, paths[:4], batch_size=4, seed=3)

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreflow import GENRES, plots
+from genreflow import GENRES
+from genreflow.plots import final as final_plots
+from genreflow.plots import style
+from genreflow.plots import tuning as tuning_plots
 from genreflow.io import write_json
 from genreflow.run_info import caveats
 
@@ -21,7 +24,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _pixels(size):
-    return (round(size[0] * plots.DPI), round(size[1] * plots.DPI))
+    return (round(size[0] * style.DPI), round(size[1] * style.DPI))
 
 
 def _png_size(path):
@@ -50,15 +53,15 @@ def _history(seeds=(0, 1)):
 
 
 def test_caveat_lines_shorten_the_caveats():
-    assert plots.caveat_lines(NOTES) == [
+    assert style.caveat_lines(NOTES) == [
         "IMAGE BACKBONES NOT PRETRAINED: backbones.weights is 'none' (random "
         "initialisation)",
         "SYNTHETIC DEMO CORPUS: these are not GTZAN results",
     ]
-    assert plots.caveat_lines([]) == []
+    assert style.caveat_lines([]) == []
     every = caveats({"pretrained": False, "corpus": "gtzan", "split": "random",
                      "weights_source": "file", "weights": "file x.h5 (md5 0)"})
-    lines = plots.caveat_lines(every)
+    lines = style.caveat_lines(every)
     assert "RANDOM SPLIT OF GTZAN: artist repetition inflates every score" in lines
     assert "USER WEIGHTS FILE: not Keras' published ImageNet weights" in lines
     assert all(len(line) <= 100 for line in lines)
@@ -68,15 +71,15 @@ def test_caveat_lines_shorten_the_caveats():
 def test_training_curves_have_fixed_size(tmp_path, seeds):
     history = _history() if seeds else _history((0,)).drop(columns="seed")
     accuracy, loss = tmp_path / "accuracy.png", tmp_path / "loss.png"
-    plots.plot_training_curves(history, accuracy, loss, "VGG16 + mel spectrogram, round 1",
+    final_plots.plot_training_curves(history, accuracy, loss, "VGG16 + mel spectrogram, round 1",
                                NOTES if seeds else [])
-    assert _png_size(accuracy) == _png_size(loss) == _pixels(plots.CURVE_SIZE)
+    assert _png_size(accuracy) == _png_size(loss) == _pixels(style.CURVE_SIZE)
     _no_temp_files(tmp_path)
 
 
 def test_curve_rejects_unknown_metric(tmp_path):
     with pytest.raises(ValueError, match="metric"):
-        plots.plot_curve(_history(), "f1", tmp_path / "x.png", "t")
+        final_plots.plot_curve(_history(), "f1", tmp_path / "x.png", "t")
 
 
 def test_confusion_matrix_size_and_rates(tmp_path):
@@ -84,12 +87,12 @@ def test_confusion_matrix_size_and_rates(tmp_path):
     matrix[0, 1] = 4
     matrix[3] = 0  # a genre absent from the test split
     out = tmp_path / "confusion.png"
-    plots.plot_confusion_matrix(matrix, GENRES, out, "Confusion matrix", NOTES)
-    assert _png_size(out) == _pixels(plots.CONFUSION_SIZE)
-    rates = plots.row_rates(matrix)
+    final_plots.plot_confusion_matrix(matrix, GENRES, out, "Confusion matrix", NOTES)
+    assert _png_size(out) == _pixels(style.CONFUSION_SIZE)
+    rates = final_plots.row_rates(matrix)
     assert rates[0, 0] == rates[0, 1] == 0.5 and rates[3].sum() == 0 and rates[1, 1] == 1
     with pytest.raises(ValueError, match="shape"):
-        plots.plot_confusion_matrix(matrix[:3, :3], GENRES, out, "x")
+        final_plots.plot_confusion_matrix(matrix[:3, :3], GENRES, out, "x")
 
 
 @pytest.mark.parametrize("n_models", [1, 4])
@@ -103,8 +106,8 @@ def test_final_scores_size_grows_with_models(tmp_path, n_models):
         "test_macro_f1_high": test + 0.06, "n_seeds": 3,
     })
     out = tmp_path / "scores.png"
-    plots.plot_final_scores(summary, out, NOTES)
-    assert _png_size(out) == _pixels(plots.scores_figure_size(n_models))
+    final_plots.plot_final_scores(summary, out, NOTES)
+    assert _png_size(out) == _pixels(final_plots.scores_figure_size(n_models))
 
 
 def test_plot_final_from_combined_files(tmp_path):
@@ -117,10 +120,10 @@ def test_plot_final_from_combined_files(tmp_path):
     })
     _history().to_csv(tmp_path / "history.csv", index=False)
     outs = [tmp_path / name for name in ("a.png", "l.png", "c.png")]
-    plots.plot_final(str(tmp_path / "metrics.json"), str(tmp_path / "history.csv"),
+    final_plots.plot_final(str(tmp_path / "metrics.json"), str(tmp_path / "history.csv"),
                      *map(str, outs), GENRES, log=lambda message: None)
     assert [_png_size(out) for out in outs] == [
-        _pixels(plots.CURVE_SIZE), _pixels(plots.CURVE_SIZE), _pixels(plots.CONFUSION_SIZE)]
+        _pixels(style.CURVE_SIZE), _pixels(style.CURVE_SIZE), _pixels(style.CONFUSION_SIZE)]
 
 
 # ------------------------------------------------------------------ tuning rounds
@@ -150,13 +153,13 @@ def _search(trial):
 def placeholders(monkeypatch):
     """Records the placeholder figures drawn (and still draws them)."""
     drawn = []
-    original = plots.placeholder_figure
+    original = style.placeholder_figure
 
     def spy(message, out_png, *args, **kwargs):
         drawn.append((Path(out_png).name, message))
         original(message, out_png, *args, **kwargs)
 
-    monkeypatch.setattr(plots, "placeholder_figure", spy)
+    monkeypatch.setattr(tuning_plots, "placeholder_figure", spy)
     return drawn
 
 
@@ -164,10 +167,10 @@ def _plot_round(tmp_path, journal):
     write_json(tmp_path / "best_trial.json", {"objective": "valid_macro_f1", "sampler": "TPE"})
     outs = {name: tmp_path / f"{name}.png" for name in ("history", "importances", "parallel")}
     about = {**NOT_PRETRAINED_DEMO, "backbone": "vgg16", "feature": "mel", "round": 1}
-    plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
+    tuning_plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
                             *(str(out) for out in outs.values()), log=lambda message: None)
     for out in outs.values():
-        assert _png_size(out) == _pixels(plots.TUNING_SIZE)
+        assert _png_size(out) == _pixels(style.TUNING_SIZE)
     _no_temp_files(tmp_path)
     return outs
 
@@ -175,8 +178,8 @@ def _plot_round(tmp_path, journal):
 def test_tuning_round_plots(tmp_path, placeholders):
     journal = tmp_path / "study.journal"
     study = _journal_study(journal, _search, n_trials=8)
-    assert plots.varying_params(study) == ["dense_layers", "learning_rate", "units"]
-    assert plots.trial_counts(study)["pruned"] == 1
+    assert tuning_plots.varying_params(study) == ["dense_layers", "learning_rate", "units"]
+    assert tuning_plots.trial_counts(study)["pruned"] == 1
     _plot_round(tmp_path, journal)
     assert placeholders == []
 
@@ -217,16 +220,16 @@ def test_tuning_round_without_varying_params(tmp_path, placeholders):
 def test_load_study_by_name_or_the_only_one(tmp_path):
     missing = tmp_path / "absent.journal"
     with pytest.raises(FileNotFoundError):
-        plots.load_study(missing)
+        tuning_plots.load_study(missing)
     assert not missing.exists()  # Optuna would have created an empty journal
     journal = tmp_path / "two.journal"
     _journal_study(journal, _search, 1, name="a")
     _journal_study(journal, _search, 1, name="b")
     with pytest.raises(ValueError, match="2 studies"):
-        plots.load_study(journal)
-    assert plots.load_study(journal, "b").study_name == "b"
+        tuning_plots.load_study(journal)
+    assert tuning_plots.load_study(journal, "b").study_name == "b"
     with pytest.raises(ValueError, match="no study 'c'"):
-        plots.load_study(journal, "c")
+        tuning_plots.load_study(journal, "c")
 
 
 def test_tuning_round_plots_the_study_its_best_trial_names(tmp_path, placeholders):
@@ -236,7 +239,7 @@ def test_tuning_round_plots_the_study_its_best_trial_names(tmp_path, placeholder
     write_json(tmp_path / "best_trial.json", {"objective": "valid_accuracy",
                                               "study_name": "current"})
     about = {**NOT_PRETRAINED_DEMO, "backbone": "vgg16", "feature": "mel", "round": 0}
-    plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
+    tuning_plots.plot_tuning_round(str(journal), str(tmp_path / "best_trial.json"), about,
                             *(str(tmp_path / f"{n}.png") for n in "hip"),
                             log=lambda message: None)
     assert placeholders == []  # the one-trial study would have needed placeholders
@@ -247,8 +250,8 @@ def test_plotting_leaves_global_style_alone(tmp_path):
 
     before = dict(matplotlib.rcParams)
     study = _journal_study(tmp_path / "s.journal", _search, n_trials=4)
-    plots.plot_optimization_history(study, tmp_path / "h.png", "t")
-    plots.plot_curve(_history(), "loss", tmp_path / "l.png", "t")
+    tuning_plots.plot_optimization_history(study, tmp_path / "h.png", "t")
+    final_plots.plot_curve(_history(), "loss", tmp_path / "l.png", "t")
     changed = {key for key, value in matplotlib.rcParams.items()
                if str(before.get(key)) != str(value)}
     assert not changed

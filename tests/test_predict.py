@@ -132,7 +132,7 @@ def test_the_bundle_makes_the_input_the_training_images_were(bundle_dir, tmp_pat
     from genreflow.baseline import baseline_dataset
     from genreflow.data import image_dataset
     from genreflow.features import FeatureComputer, clip_images, png_bytes
-    from genreflow.models import backbone_spec
+    from genreflow.models.backbones import backbone_spec
 
     y = music(4.0, seed=3).astype(np.float32)
     image = clip_images(FeatureComputer(SR, {"mel": MEL}), y, 32)["mel"]

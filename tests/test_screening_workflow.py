@@ -93,7 +93,7 @@ def test_missing_imagenet_weights_without_internet_name_url_and_path(imagenet_wo
 
 def _test_made_vgg16_file(path):
     """A weights file made here, in the layout of Keras' published ImageNet files."""
-    from genreflow.models import build_backbone
+    from genreflow.models.backbones import build_backbone
 
     source = build_backbone("vgg16", 32, None)
     rng = np.random.default_rng(3)
@@ -108,7 +108,7 @@ def test_a_hand_placed_imagenet_file_that_is_not_the_published_one_is_refused(im
     never downloads; a file there that is not Keras' published one stops the job, naming
     both md5s, instead of being trained on as if it were ImageNet."""
     from genreflow.io import file_md5
-    from genreflow.models import BACKBONES
+    from genreflow.models.backbones import BACKBONES
 
     target = _test_made_vgg16_file(imagenet_workdir / "resources/weights/vgg16/imagenet_notop.h5")
     _, output = snakemake(imagenet_workdir, "-n", "results/screening/selection.json")
@@ -124,7 +124,7 @@ def test_a_hand_placed_imagenet_file_that_is_not_the_published_one_is_refused(im
 
 def test_a_weights_file_of_another_training_is_used_and_says_what_it_is(tmp_path):
     from genreflow.io import file_md5
-    from genreflow.models import BackboneWeights, compute_embeddings
+    from genreflow.models.backbones import BackboneWeights, compute_embeddings
 
     workdir = tmp_path
     make_tiny_gtzan(workdir / "corpus", clips_per_genre=3, seconds=4.0)

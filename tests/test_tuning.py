@@ -17,24 +17,25 @@ from optuna.trial import TrialState
 
 from conftest import REPO
 from genreflow.config import ConfigError, TUNING_HYPERPARAMETERS, validate_config
-from genreflow.tuning import (
-    CLAIM,
+from genreflow.journal import journal_storage
+from genreflow.tuning.model_data import ModelData
+from genreflow.tuning.space import (
     Dimension,
-    RoundContext,
     RoundPlan,
-    ModelData,
-    claim_trial,
     fit_layers,
-    holds_slot,
-    journal_storage,
     make_pruner,
     make_sampler,
     normalize_params,
-    release_dead_claims,
-    round_trials,
-    run_trial,
     suggest_params,
 )
+from genreflow.tuning.study import (
+    CLAIM,
+    claim_trial,
+    holds_slot,
+    release_dead_claims,
+    round_trials,
+)
+from genreflow.tuning.worker import RoundContext, run_trial
 
 with open(REPO / "config.yaml") as handle:
     DEMO = yaml.safe_load(handle)
@@ -186,8 +187,8 @@ def test_hyperparameter_names_agree_with_the_model_builders():
 
     from genreflow.baseline import BASELINE_DEFAULTS, PER_LAYER
     from genreflow.config import ACTIVATIONS
-    from genreflow.models import HEAD_DEFAULTS, _PER_LAYER_KEYS
-    from genreflow.tuning import HEAD_KEYS
+    from genreflow.models.heads import HEAD_DEFAULTS, _PER_LAYER_KEYS
+    from genreflow.tuning.space import HEAD_KEYS
 
     transfer = TUNING_HYPERPARAMETERS["transfer"]
     assert set(transfer) == set(HEAD_DEFAULTS) | {"batch_size", "epochs"}
@@ -283,7 +284,8 @@ CLAIMER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {scripts!r})
     import optuna
-    from genreflow.tuning import claim_trial, journal_storage, release_dead_claims
+    from genreflow.journal import journal_storage
+    from genreflow.tuning.study import claim_trial, release_dead_claims
     journal, worker, workers, n_trials, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
     study = optuna.create_study(storage=journal_storage(journal), study_name="claims",
                                 direction="maximize", load_if_exists=True)
@@ -471,7 +473,7 @@ def test_baseline_cnn_takes_one_channel_in_0_1_and_follows_its_params(tmp_path):
 def test_out_of_memory_fails_the_trial_and_a_bug_stops_the_worker(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from genreflow import tuning
+    from genreflow.tuning import worker
 
     study = optuna.create_study(
         storage=journal_storage(tmp_path / "s.journal"), study_name="s", direction="maximize"
@@ -482,7 +484,7 @@ def test_out_of_memory_fails_the_trial_and_a_bug_stops_the_worker(tmp_path, monk
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr(tuning, "train_trial", out_of_memory)
+    monkeypatch.setattr(worker, "train_trial", out_of_memory)
     assert (
         run_trial(study, claim_trial(study, 3, 0, "x"), context, log=lambda m: None)
         == TrialState.FAIL
@@ -493,7 +495,7 @@ def test_out_of_memory_fails_the_trial_and_a_bug_stops_the_worker(tmp_path, monk
     def bug(*args, **kwargs):
         raise KeyError("oops")
 
-    monkeypatch.setattr(tuning, "train_trial", bug)
+    monkeypatch.setattr(worker, "train_trial", bug)
     with pytest.raises(KeyError):
         run_trial(study, claim_trial(study, 3, 0, "x"), context, log=lambda m: None)
     crashed = study.trials[1]

@@ -22,7 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import REPO, TINY_CONFIG, make_tiny_gtzan, planned_jobs, snakemake, write_config
-from genreflow.tuning import journal_storage, round_trials
+from genreflow.journal import journal_storage
+from genreflow.tuning.study import round_trials
 
 pytestmark = pytest.mark.workflow
 
@@ -229,7 +230,8 @@ def test_each_round_starts_from_the_previous_rounds_best(chain):
 
 def test_best_trials_rebuild_their_models(chain, monkeypatch):
     from genreflow import GENRES
-    from genreflow.tuning import build_model_from_best, load_model_data, split_dataset, trial_model
+    from genreflow.tuning.model_data import load_model_data, split_dataset
+    from genreflow.tuning.trial import build_model_from_best, trial_model
 
     workdir, _, _ = chain
     monkeypatch.chdir(workdir)  # the feature index lists images relative to the working directory

@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.tuning import collect_round
+from genreflow.tuning.collect import collect_round
 
 with logged_job(snakemake) as log:
     collect_round(

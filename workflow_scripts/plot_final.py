@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.plots import plot_final
+from genreflow.plots.final import plot_final
 
 with logged_job(snakemake) as log:
     plot_final(

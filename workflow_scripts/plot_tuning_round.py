@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.plots import plot_tuning_round
+from genreflow.plots.tuning import plot_tuning_round
 
 with logged_job(snakemake) as log:
     plot_tuning_round(

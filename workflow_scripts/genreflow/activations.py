@@ -1,7 +1,7 @@
 """Fine-tuning on cached activations: train only what is trainable.
 
 A fine-tuning model (`trainable_layers` k > 0) runs its whole backbone in inference mode
-(`genreflow.models.InferenceMode`), and the images are not augmented, so everything below
+(`genreflow.models.backbones.InferenceMode`), and the images are not augmented, so everything below
 the trainable tail computes the same output for an image in every epoch of every trial.
 `cut_backbone` splits a backbone there: `frozen` maps an image to the tensors the tail
 reads (its boundary), `tail` maps those to the backbone's output and shares its layers
@@ -51,7 +51,7 @@ def _producer(tensor) -> keras.layers.Layer:
 
 
 def cut_backbone(backbone: keras.Model, k: int) -> BackboneCut:
-    """Split `backbone` so that its last `k` layers (`genreflow.models.set_trainable_tail`'s
+    """Split `backbone` so that its last `k` layers (`genreflow.models.backbones.set_trainable_tail`'s
     trainable ones) form the tail. The boundary is every tensor a tail layer reads from a
     layer below the tail: one tensor at a block boundary (`last_block`), several inside a
     residual block (the shortcut too)."""
@@ -206,9 +206,10 @@ def build_tail_classifier(
     cut: BackboneCut, head: Mapping, n_classes: int, stats=None
 ) -> keras.Model:
     """Compiled tail + pooling + head, taking the boundary activations: the trainable part
-    of `genreflow.models.build_classifier`'s model with the same k, layers named alike so
+    of `genreflow.models.heads.build_classifier`'s model with the same k, layers named alike so
     that the head's weights transfer to the full model by name."""
-    from genreflow.models import InferenceMode, _apply_head, _compile, normalize_head
+    from genreflow.models.backbones import InferenceMode
+    from genreflow.models.heads import _apply_head, _compile, normalize_head
 
     config = normalize_head(dict(head))
     cut.tail.trainable = True

@@ -255,7 +255,7 @@ def sorted_block(block):
 
 # ------------------------------------------------------------------------------ tuning
 # The hyperparameters a tuning round may search, inherit or fix, for the transfer models
-# (genreflow.models.normalize_head's keys plus training keys) and the baseline CNN
+# (genreflow.models.heads.normalize_head's keys plus training keys) and the baseline CNN
 # (genreflow.baseline). Here rather than imported so that validating a config does not
 # import TensorFlow; tests/test_tuning.py checks that they agree with those modules.
 # Each maps to the key counting its layers when it may be given per layer, else to None.

@@ -5,7 +5,7 @@ and the seeds are summarised as mean ± standard deviation (the study's Table 5)
 One Snakemake job trains one (model, seed), so seeds run in parallel on a cluster and a
 killed job loses one seed; `combine_seeds` then writes the model's files and
 `summarize_final` the table across models. Track-level scores (segment probabilities
-averaged per track) come from `genreflow.screening.score`, as in screening; the track
+averaged per track) come from `genreflow.scoring.score`, as in screening; the track
 level is the headline, and equals the clip level when clips are not cut into segments.
 
 TensorFlow is imported only inside the functions that train, so that the combining and
@@ -15,14 +15,12 @@ summarising jobs start in a fraction of a second.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from genreflow.io import read_json, write_csv, write_json, write_text_atomic
+from genreflow.io import atomic_path, read_json, write_csv, write_json, write_text_atomic
 from genreflow.registry import model_label
 from genreflow.run_info import caveats, is_audio_backbone
 from genreflow.scoring import SPLITS, predictions_frame, score
@@ -62,16 +60,8 @@ def check_best_trial(best: Mapping, about: Mapping, path: str) -> None:
 
 def save_model_atomic(model, path: str | os.PathLike) -> None:
     """model.save() to a temporary sibling (Keras wants the .keras suffix), then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _headline(scores: Mapping, segmented: bool) -> dict:
@@ -88,7 +78,7 @@ def split_inputs(data, built, split: str):
     """What a model built by `trial_model` predicts on for `split`, and those examples'
     clip, segment and label, in the order of the inputs."""
     from genreflow.activations import model_input
-    from genreflow.tuning import activation_cache, split_dataset
+    from genreflow.tuning.model_data import activation_cache, split_dataset
 
     if built.trained_on == "embeddings":  # a head on the cached embeddings
         rows = data.embedding_rows[split]
@@ -109,9 +99,11 @@ def full_model_of_tail(data, best: Mapping, built, log=print):
     trained tail gave on their cached activations (to float noise in float32 storage, the
     default; float16 storage may move them a little more)."""
     from genreflow.activations import model_input
-    from genreflow.models import build_classifier, classifier_backbone, predict_proba
-    from genreflow.models import transfer_head_weights
-    from genreflow.tuning import activation_cache, head_config, split_dataset
+    from genreflow.models.heads import build_classifier, classifier_backbone
+    from genreflow.models.train import predict_proba
+    from genreflow.models.heads import transfer_head_weights
+    from genreflow.tuning.model_data import activation_cache, split_dataset
+    from genreflow.tuning.trial import head_config
 
     model = build_classifier(
         data.backbone, data.image_size, data.weights, head_config(best["params"]),
@@ -146,9 +138,12 @@ def full_image_model(data, best: Mapping, head, batch_size: int, log=print):
     (float rounding of two forward passes stays orders of magnitude below, another network
     far above). Otherwise the job stops instead of saving a model that is not the one tested.
     """
-    from genreflow.models import build_classifier, classifier_backbone, embedding_model
-    from genreflow.models import predict_proba, transfer_head_weights
-    from genreflow.tuning import head_config, split_dataset
+    from genreflow.models.backbones import embedding_model
+    from genreflow.models.heads import build_classifier, classifier_backbone
+    from genreflow.models.heads import transfer_head_weights
+    from genreflow.models.train import predict_proba
+    from genreflow.tuning.model_data import split_dataset
+    from genreflow.tuning.trial import head_config
 
     model = build_classifier(
         data.backbone, data.image_size, data.weights, head_config(best["params"]),
@@ -174,90 +169,57 @@ def full_image_model(data, best: Mapping, head, batch_size: int, log=print):
     return model
 
 
+FINAL_OUTPUTS = ("metrics", "predictions", "history", "model")
+
+
 def train_final(
     best_trial_json: str,
     seed: int,
-    index_csv: str | None,
-    embeddings_npz: str | None,
-    manifests: Mapping[str, str],
+    inputs,  # genreflow.tuning.model_data.ModelInputs
     settings: Mapping,
-    weights_path: str | None,
     about: Mapping,
     training: Mapping,
-    out_metrics: str,
-    out_predictions: str,
-    out_history: str,
-    out_model: str,
+    out: Mapping[str, str],
     log=print,
 ) -> None:
-    """Train one model with its best hyperparameters and `seed`; test it once.
+    """Train one model with its best hyperparameters and `seed`; test it once; write the
+    `out` files (keys `FINAL_OUTPUTS`: metrics.json, predictions.csv, history.csv,
+    model.keras).
 
-    The model is its trial's (`genreflow.tuning.trial_model`) trained by the trial's rule
-    (`genreflow.models.train`: the epoch of lowest validation loss), so the final model is
-    the tuned one. `settings` are the tuning settings (genres, image_size, weights,
+    The model is its trial's (`genreflow.tuning.trial.trial_model`) trained by the trial's
+    rule (`genreflow.models.train.train`: the epoch of lowest validation loss), so the final model
+    is the tuned one. `settings` are the tuning settings (genres, image_size, weights,
     backbone_seed, patience); `training` may override `epochs` and `patience` (None: the
     tuned configuration's). A frozen backbone's head trains on the cached embeddings, and
     the saved model.keras is backbone + head (`full_image_model`); an audio backbone's model
     is its head, which takes an embedding.
     """
-    from genreflow.models import predict_proba, train
-    from genreflow.tuning import _resolved_weights, load_model_data, trial_model
+    from genreflow.models.train import train
+    from genreflow.tuning.model_data import job_model_data
+    from genreflow.tuning.trial import trial_model
 
     best = read_json(best_trial_json)
     check_best_trial(best, about, best_trial_json)
     params = dict(best["params"])
-    backbone = best["backbone"]
-    genres = settings["genres"]
     if training.get("epochs") is not None:
         params["epochs"] = int(training["epochs"])
     patience = int(training.get("patience") or settings["patience"])
-    data = load_model_data(
-        backbone, index_csv, manifests, genres, settings["image_size"], embeddings_npz,
-        _resolved_weights(backbone, settings, weights_path), settings.get("backbone_seed", 0),
-    )
-    data.log = log
-    data.activation_storage = settings.get("activation_storage", "float32")
+    data = job_model_data(best["backbone"], inputs, settings, log)
     built = trial_model(data, params, seed)
-    on_embeddings = built.trained_on == "embeddings"
-    described = {
-        "embeddings": "embeddings (head on the cached embeddings)",
-        "activations": f"activations (the last {built.cut and built.cut.k} layers trained on "
-                       "the cached activations below them)",
-        "images": "images",
-    }[built.trained_on]
-    log(
-        f"{model_label(backbone, best['feature'])}, round {best.get('round')}, seed {seed}: "
-        + ", ".join(f"{split} {len(built_split)}" for split, built_split in
-                    ((split, split_inputs(data, built, split)[1]) for split in SPLITS))
-        + f" {described}; "
-        + f"{params['epochs']} epochs max, patience {patience}, batch {built.batch_size}; "
-        + ("random init" if data.weights is None else data.weights.describe())
-    )
+    log(_final_model_line(data, built, best, params, seed, patience))
     fitted = train(built.model, built.train_data, built.validation, epochs=params["epochs"],
                    patience=patience, batch_size=built.batch_size, seed=seed)
-    scores, predictions = {}, []
-    for split in ("valid", "test"):
-        inputs, clips, segments, labels = split_inputs(data, built, split)
-        probabilities = predict_proba(built.model, inputs)
-        scores[split] = score(clips, labels, probabilities, genres)
-        predictions.append(predictions_frame(split, clips, segments, labels, probabilities,
-                                             genres))
+    scores, predictions = _scored_once(data, built, settings["genres"])
     segmented = any(scores[split]["tracks"]["n"] < scores[split]["examples"]["n"]
                     for split in scores)
-    predictions = pd.concat(predictions, ignore_index=True)
     predictions.insert(0, "seed", int(seed))
     history = fitted.history
     history.insert(0, "seed", int(seed))
-    model = built.model
-    if on_embeddings and not is_audio_backbone(backbone):
-        model = full_image_model(data, best, built.model, built.batch_size, log)
-    elif built.trained_on == "activations":
-        model = full_model_of_tail(data, best, built, log)
-    save_model_atomic(model, out_model)
-    write_csv(out_history, history)
-    write_csv(out_predictions, predictions)
+    save_model_atomic(_saved_model(data, best, built, log), out["model"])
+    write_csv(out["history"], history)
+    write_csv(out["predictions"], predictions)
     write_json(
-        out_metrics,
+        out["metrics"],
         {
             **about,
             "seed": int(seed),
@@ -280,6 +242,48 @@ def train_final(
         f"test macro-F1 {scores['test']['tracks']['macro_f1']:.3f} after {len(history)} "
         f"epochs (kept epoch {fitted.best_epoch})"
     )
+
+
+def _final_model_line(data, built, best: Mapping, params: Mapping, seed: int,
+                      patience: int) -> str:
+    """The log's account of what a final model trains on and how."""
+    described = {
+        "embeddings": "embeddings (head on the cached embeddings)",
+        "activations": f"activations (the last {built.cut and built.cut.k} layers trained on "
+                       "the cached activations below them)",
+        "images": "images",
+    }[built.trained_on]
+    sizes = ", ".join(f"{split} {len(split_inputs(data, built, split)[1])}" for split in SPLITS)
+    return (
+        f"{model_label(data.backbone, best['feature'])}, round {best.get('round')}, "
+        f"seed {seed}: {sizes} {described}; {params['epochs']} epochs max, patience "
+        f"{patience}, batch {built.batch_size}; "
+        + ("random init" if data.weights is None else data.weights.describe())
+    )
+
+
+def _scored_once(data, built, genres: Sequence[str]) -> tuple[dict, pd.DataFrame]:
+    """Scores and predictions of the trained model on the validation and test splits."""
+    from genreflow.models.train import predict_proba
+
+    scores, predictions = {}, []
+    for split in ("valid", "test"):
+        inputs, clips, segments, labels = split_inputs(data, built, split)
+        probabilities = predict_proba(built.model, inputs)
+        scores[split] = score(clips, labels, probabilities, genres)
+        predictions.append(predictions_frame(split, clips, segments, labels, probabilities,
+                                             genres))
+    return scores, pd.concat(predictions, ignore_index=True)
+
+
+def _saved_model(data, best: Mapping, built, log=print):
+    """What model.keras holds: the whole network that takes the model's input (an image,
+    or an audio backbone's embedding), checked against the trained model's predictions."""
+    if built.trained_on == "embeddings" and not is_audio_backbone(data.backbone):
+        return full_image_model(data, best, built.model, built.batch_size, log)
+    if built.trained_on == "activations":
+        return full_model_of_tail(data, best, built, log)
+    return built.model
 
 
 def _tuning_record(best: Mapping) -> dict:
@@ -590,7 +594,7 @@ def summarize_final(
 ) -> None:
     """Summary CSV, Table 5 in Markdown, a figure of the final models, and the headline."""
     from genreflow.intervals import Bootstrap
-    from genreflow.plots import plot_final_scores
+    from genreflow.plots.final import plot_final_scores
 
     bootstrap = Bootstrap.from_config(bootstrap)
     summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)

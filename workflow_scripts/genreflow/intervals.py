@@ -33,9 +33,6 @@ class Interval:
     low: float
     high: float
 
-    def as_dict(self) -> dict:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high}
-
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ writes a temporary sibling and renames it into place (rename is atomic on POSIX)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,35 +25,32 @@ def _umask() -> int:
     return current
 
 
-def _atomic_target(path: str | os.PathLike) -> tuple[Path, int, str]:
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[str]:
+    """A temporary sibling of `path` to write to: renamed to `path` when the block ends
+    without an error, removed otherwise, so that a half-written file never has the name
+    of a finished one. `suffix`: for writers that want their own (Keras: ".keras")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     # mkstemp makes 0600 files; results should be readable like any other file written here
     os.fchmod(fd, 0o666 & ~_umask())
-    return path, fd, tmp
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    path, fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path, fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -103,15 +102,9 @@ def save_embeddings(path, embeddings, clip, segment, label) -> None:
     lengths = {key: len(value) for key, value in arrays.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"embedding cache arrays differ in length: {lengths}")
-    path, fd, tmp = _atomic_target(path)
-    try:
-        # A file object, not a name: np.savez would append ".npz" to the temp name.
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A file object, not a name: np.savez would append ".npz" to the temp name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def load_embeddings(path) -> Embeddings:

@@ -16,7 +16,6 @@ follows it; that stops the job with the file, the line and what to do.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import os
 import time
@@ -138,7 +137,3 @@ def journal_storage(path: str | os.PathLike, log=print) -> optuna.storages.Journ
     return optuna.storages.JournalStorage(
         JournalFileBackend(path, lock_obj=ReportingOpenLock(path, log))
     )
-
-
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno == errno.ENOSPC

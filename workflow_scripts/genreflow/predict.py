@@ -197,7 +197,7 @@ class Bundle:
         if self._model is None:
             import keras
 
-            import genreflow.models  # noqa: F401 (registers InferenceMode for loading)
+            import genreflow.models.backbones  # noqa: F401 (registers InferenceMode for loading)
 
             self._model = keras.saving.load_model(self.path / "model.keras", compile=False)
         return self._model
@@ -236,7 +236,7 @@ class Bundle:
         if pre["scaling"] == "baseline":
             return images.astype(np.float32) / 255.0
         from genreflow.data import to_backbone_input
-        from genreflow.models import backbone_spec
+        from genreflow.models.backbones import backbone_spec
 
         return np.asarray(to_backbone_input(images, backbone_spec(pre["backbone"]).preprocess_input))
 
@@ -244,7 +244,7 @@ class Bundle:
     def predict_files(self, paths: Sequence[str], log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(predictions, rejected) of `paths`: one row per usable file (PREDICTION_COLUMNS,
         then p_<genre> per genre), and the files that cannot be used with the reason."""
-        from genreflow.models import predict_proba
+        from genreflow.models.train import predict_proba
 
         if self.preprocessing["input"] == "embedding":
             per_file = self._musicnn_embeddings(paths, log)
@@ -395,7 +395,7 @@ def collect_predictions(
 def plot_predictions(predictions: pd.DataFrame, preprocessing: Mapping, out_png: str,
                      max_files: int = 60) -> None:
     """One horizontal stacked bar per file: its genre probabilities (the first `max_files`)."""
-    from genreflow.plots import _new_figure, _save, house_style, placeholder_figure
+    from genreflow.plots.style import house_style, new_figure, placeholder_figure, save_figure
 
     genres = list(preprocessing["genres"])
     notes = preprocessing["caveats"]
@@ -408,7 +408,7 @@ def plot_predictions(predictions: pd.DataFrame, preprocessing: Mapping, out_png:
 
     colors = matplotlib.colormaps["tab10" if len(genres) <= 10 else "tab20"]
     with house_style():
-        fig = _new_figure((9.0, max(3.0, 2.0 + 0.25 * len(shown))))
+        fig = new_figure((9.0, max(3.0, 2.0 + 0.25 * len(shown))))
         ax = fig.add_subplot()
         left = np.zeros(len(shown))
         positions = np.arange(len(shown))[::-1]
@@ -423,4 +423,4 @@ def plot_predictions(predictions: pd.DataFrame, preprocessing: Mapping, out_png:
         more = f" (first {max_files} of {len(predictions)})" if len(predictions) > max_files else ""
         ax.set_title(title + more)
         fig.legend(loc="outside right upper", fontsize=8)
-        _save(fig, out_png, notes)
+        save_figure(fig, out_png, notes)

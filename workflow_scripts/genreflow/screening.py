@@ -30,7 +30,8 @@ def embed_index(
     log=print,
 ) -> None:
     """Pooled backbone features of every image of a feature index, cached as .npz."""
-    from genreflow.models import compute_embeddings, resolve_weights, save_embeddings
+    from genreflow.io import save_embeddings
+    from genreflow.models.backbones import compute_embeddings, resolve_weights
 
     index = pd.read_csv(index_csv, dtype={"clip": str})
     labels = genre_labels(index["genre"], genres, index_csv)
@@ -70,7 +71,7 @@ def screen_head(
     one, stops on that one (`valid`) and scores the held-out fold (`test`); every track is
     tested once, and the scores are the means over folds.
     """
-    from genreflow.models import load_embeddings
+    from genreflow.io import load_embeddings
 
     cache = load_embeddings(embeddings_npz)
     if training.get("protocol", "holdout") == "kfold":
@@ -100,7 +101,8 @@ def screen_head(
 def _screen_one(cache, rows, head, training, genres, about, fold: int, log) -> dict:
     """One head trained on rows["train"], stopped on rows["valid"], scored on both and on
     rows["test"]."""
-    from genreflow.models import Validation, build_head, feature_statistics, predict_proba, train
+    from genreflow.models.heads import build_head, feature_statistics
+    from genreflow.models.train import Validation, predict_proba, train
 
     x = {split: cache.embeddings[rows[split]] for split in SPLITS}
     y = {split: cache.label[rows[split]] for split in SPLITS}
@@ -249,7 +251,7 @@ def plot_heatmap(
     from matplotlib.patches import Rectangle
 
     from genreflow.features import FEATURES
-    from genreflow.plots import _new_figure, _save, house_style
+    from genreflow.plots.style import house_style, new_figure, save_figure
     from genreflow.run_info import AUDIO_FEATURE
 
     order = [feature for feature in (*FEATURES, AUDIO_FEATURE) if feature in set(summary["feature"])]
@@ -259,7 +261,7 @@ def plot_heatmap(
     import matplotlib
 
     with house_style():
-        fig = _new_figure((1.5 * len(order) + 3.2, 0.75 * len(valid) + 2.6))
+        fig = new_figure((1.5 * len(order) + 3.2, 0.75 * len(valid) + 2.6))
         ax = fig.add_subplot()
         ax.grid(False)
         # Audio backbones have no image types and image backbones no audio: blank, not 0.
@@ -286,7 +288,7 @@ def plot_heatmap(
         ax.set_title("Screening: validation macro-F1 (frozen backbone, head only)\n"
                      "framed: each backbone's image type chosen on validation")
         fig.colorbar(image, ax=ax, label="validation macro-F1")
-        _save(fig, out_png, notes)
+        save_figure(fig, out_png, notes)
 
 
 def summarize_screening(
@@ -327,7 +329,7 @@ def summarize_screening(
 
 def fetch_weights_or_explain(backbone: str, dest: str, log=print) -> None:
     """Download a backbone's ImageNet weights; without internet, say how to place them."""
-    from genreflow.models import backbone_spec, fetch_weights
+    from genreflow.models.backbones import backbone_spec, fetch_weights
 
     spec = backbone_spec(backbone)
     log(f"downloading {spec.weights_url} to {dest}")

@@ -145,7 +145,7 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) ->
 
 def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> None:
     """One panel per model: test macro-F1 per track and per segment at each length."""
-    from genreflow.plots import _new_figure, _save, house_style
+    from genreflow.plots.style import house_style, new_figure, save_figure
 
     lengths = _order(table)
     models = sorted(table.groupby(["backbone", "feature"]).groups)
@@ -153,7 +153,7 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
     panel_rows = -(-len(models) // columns)
     x = np.arange(len(lengths))
     with house_style():
-        fig = _new_figure((4.2 * columns, 3.4 * panel_rows + 1.4))
+        fig = new_figure((4.2 * columns, 3.4 * panel_rows + 1.4))
         axes = fig.subplots(panel_rows, columns, squeeze=False, sharey=True)
         for ax, (backbone, feature) in zip(axes.flat, models):
             group = table[(table.backbone == backbone)
@@ -188,7 +188,7 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
                    frameon=False)
-        _save(fig, out_png, notes)
+        save_figure(fig, out_png, notes)
 
 
 def summarize_segments(
@@ -210,7 +210,7 @@ def summarize_segments(
         log("WARNING: " + note)
     if not rows:
         # screening.min_f1 / top_k can leave no model to compare: say so, do not fail
-        from genreflow.plots import placeholder_figure
+        from genreflow.plots.style import placeholder_figure
 
         message = ("screening selected no model (see screening.min_f1 and screening.top_k), "
                    "so no segment length was compared")

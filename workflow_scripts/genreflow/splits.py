@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genreflow.io import atomic_path
 from genreflow.scoring import SPLITS
 
 # ------------------------------------------------------------ the fault-filtered GTZAN split
@@ -77,18 +77,16 @@ def fetch_published_lists(lists, log=print, timeout: float = 60.0) -> None:
         if target.is_file() and file_sha256(target) == published.sha256:
             log(f"{target}: already there, checksum verified")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(published.url, timeout=timeout) as response:
-                handle.write(response.read())
-            check_published_list(tmp, published.sha256, published.url)
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as handle, urllib.request.urlopen(
+                    published.url, timeout=timeout
+                ) as response:
+                    handle.write(response.read())
+                check_published_list(tmp, published.sha256, published.url)
             log(f"downloaded {published.url} to {target}, checksum verified")
         except OSError as error:
             missing.append((published, error))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
     if missing:
         lines = "\n".join(
             f"  {published.url}\n    -> put it at {published.target} (sha256 {published.sha256})"

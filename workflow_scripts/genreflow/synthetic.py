@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -45,6 +44,7 @@ import numpy as np
 import soundfile as sf
 
 from genreflow import GENRES
+from genreflow.io import atomic_path
 
 _TABLE = 2048  # wavetable length; a power of two so the phase index can be masked
 _MAX_HARMONICS = 48
@@ -1288,14 +1288,8 @@ def write_corpus(
             path = root / clip_relpath(genre, index)
             path.parent.mkdir(parents=True, exist_ok=True)
             audio = render_clip(genre, index, seconds, sample_rate=sample_rate, seed=seed)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-            os.close(fd)
-            try:
+            with atomic_path(path) as tmp:
                 sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
             paths.append(path)
             done += 1
             if done % every == 0 or done == total:

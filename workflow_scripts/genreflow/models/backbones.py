@@ -1,4 +1,6 @@
-"""Backbones, pretrained weights, head and training for the screening stage.
+"""Image backbones: their Keras code (`BACKBONES`, from `genreflow.registry`'s facts), weights
+(ImageNet files through Keras' own `weights="imagenet"` code path, a user's file, or random
+initialisation), the trainable tail, inference mode, and the pooled embeddings.
 
 Compute nodes have no internet, so pretrained weights are never downloaded implicitly:
 `fetch_weights` (run by a local Snakemake rule) puts the Keras ImageNet "notop" files in
@@ -15,16 +17,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
 import keras
 import numpy as np
-import pandas as pd
-import tensorflow as tf
 
 from genreflow.data import image_dataset
-from genreflow.io import Embeddings, file_md5, load_embeddings, save_embeddings  # noqa: F401 (re-exported)
+from genreflow.io import atomic_path, file_md5
+from genreflow.models.train import seed_everything
 from genreflow.registry import IMAGE_BACKBONES, ImageBackbone
 
 
@@ -102,7 +102,7 @@ def _missing_weights_message(backbone: str, path: str | os.PathLike | None) -> s
         f"ImageNet weights for backbone {backbone!r} not found at {path}. Download "
         f"{spec.weights_url} (md5 {spec.weights_md5}) and put it at exactly that path; "
         f"`snakemake fetch_weights` (the local fetch rule, which runs "
-        f"genreflow.models.fetch_weights on a machine with internet) does it. "
+        f"genreflow.models.backbones.fetch_weights on a machine with internet) does it. "
         f"Training never downloads weights itself."
     )
 
@@ -150,10 +150,7 @@ def fetch_weights(backbone: str, dest: str | os.PathLike) -> Path:
     """
     spec = backbone_spec(backbone)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         urllib.request.urlretrieve(spec.weights_url, tmp)
         actual = file_md5(tmp)
         if actual != spec.weights_md5:
@@ -161,10 +158,6 @@ def fetch_weights(backbone: str, dest: str | os.PathLike) -> Path:
                 f"{spec.weights_url}: md5 {actual} differs from the published "
                 f"{spec.weights_md5}; not installing it at {dest}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 
@@ -304,121 +297,6 @@ def _loader_warnings_raise() -> Iterator[None]:
         )
 
 
-# ------------------------------------------------------------------------------ head
-
-HEAD_DEFAULTS: dict[str, Any] = {
-    "dense_layers": 1,
-    "units": 256,
-    "dropout": 0.5,
-    "activation": "relu",
-    "batch_norm": False,
-    "trainable_layers": 0,
-    "learning_rate": 1e-3,
-}
-_PER_LAYER_KEYS = ("units", "dropout", "activation")
-
-
-def _per_layer(key: str, value: Any, n_layers: int) -> list:
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
-    if len(values) != n_layers:
-        raise ValueError(
-            f"head {key!r} has {len(values)} values for {n_layers} dense layers"
-        )
-    return values
-
-
-def normalize_head(head: dict | None) -> dict[str, Any]:
-    """Head config with defaults filled in and per-layer values expanded to lists."""
-    head = dict(head or {})
-    unknown = sorted(set(head) - set(HEAD_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown head key(s) {unknown}; known: {sorted(HEAD_DEFAULTS)}"
-        )
-    config = {**HEAD_DEFAULTS, **head}
-    n_layers = int(config["dense_layers"])
-    if n_layers < 0:
-        raise ValueError(f"head dense_layers must be >= 0, got {n_layers}")
-    config["dense_layers"] = n_layers
-    for key in _PER_LAYER_KEYS:
-        config[key] = _per_layer(key, config[key], n_layers)
-    config["units"] = [int(units) for units in config["units"]]
-    config["dropout"] = [float(rate) for rate in config["dropout"]]
-    config["batch_norm"] = bool(config["batch_norm"])
-    config["learning_rate"] = float(config["learning_rate"])
-    return config
-
-
-# A feature's variance counts as at least this fraction of the features' mean variance.
-VARIANCE_FLOOR = 1e-2
-
-
-def feature_statistics(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and variance of training embeddings, for the head's input scaling.
-
-    A feature that hardly varies over the training images (a unit that is almost always
-    off) is not blown up to unit spread: its variance is floored at `VARIANCE_FLOOR` of the
-    mean variance. Scaled to unit spread, its float rounding, or the change a fine-tuned
-    tail makes to it, would reach the head multiplied by a million. The floor is relative,
-    so features of any scale (1e-7 for a random-init EfficientNetB0) are standardised alike.
-    """
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    variance = embeddings.var(axis=0)
-    floor = VARIANCE_FLOOR * float(variance.mean()) if variance.size else 0.0
-    return embeddings.mean(axis=0), np.maximum(variance, max(floor, 1e-30))
-
-
-def _apply_head(features, config: dict[str, Any], n_classes: int, stats=None):
-    """Optional standardisation, dense blocks and softmax; layer names are fixed so
-    weights transfer by name.
-
-    Pooled backbone outputs come at wildly different scales (1e-6 for a randomly
-    initialised EfficientNetB0, ~1 for ResNet50): standardising each feature with the
-    training set's mean and variance (`stats`) lets one learning rate suit every backbone.
-    """
-    x = features
-    if stats is not None:
-        mean, variance = stats
-        x = keras.layers.Normalization(
-            mean=np.asarray(mean, dtype=np.float32),
-            variance=np.asarray(variance, dtype=np.float32),
-            name="head_normalization",
-        )(x)
-    for i in range(config["dense_layers"]):
-        x = keras.layers.Dense(
-            config["units"][i],
-            activation=config["activation"][i],
-            name=f"head_dense_{i}",
-        )(x)
-        if config["batch_norm"]:
-            x = keras.layers.BatchNormalization(name=f"head_batch_norm_{i}")(x)
-        x = keras.layers.Dropout(config["dropout"][i], name=f"head_dropout_{i}")(x)
-    # float32 even under a mixed-precision policy: a float16 softmax loses small probabilities
-    return keras.layers.Dense(n_classes, activation="softmax", name="head_predictions",
-                              dtype="float32")(x)
-
-
-def head_layer_names(model: keras.Model) -> list[str]:
-    return [layer.name for layer in model.layers if layer.name.startswith("head_")]
-
-
-def transfer_head_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copy head weights (e.g. trained on cached embeddings) into another model."""
-    names = head_layer_names(source)
-    if names != head_layer_names(target):
-        raise ValueError(f"head layers differ: {names} vs {head_layer_names(target)}")
-    for name in names:
-        target.get_layer(name).set_weights(source.get_layer(name).get_weights())
-
-
-def _compile(model: keras.Model, learning_rate: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-
-
 def resolve_trainable_layers(name: str, value: int | str, n_layers: int) -> int:
     """Head `trainable_layers` -> a layer count; "last_block" means the spec's block."""
     count = (
@@ -436,17 +314,6 @@ def set_trainable_tail(backbone: keras.Model, k: int) -> None:
     backbone.trainable = k > 0
     for position, layer in enumerate(backbone.layers):
         layer.trainable = position >= len(backbone.layers) - k
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras (initialisers, dropout, shuffling).
-
-    Op determinism is switched on too: measured on the 2-core CPU nodes it did not
-    slow VGG16/ResNet50 fine-tuning, and it guarantees that parallel kernels and
-    tf.data give the same metrics for the same config on the same machine.
-    """
-    keras.utils.set_random_seed(int(seed))
-    tf.config.experimental.enable_op_determinism()
 
 
 @keras.saving.register_keras_serializable(package="genreflow")
@@ -482,70 +349,9 @@ class InferenceMode(keras.layers.Layer):
         return cls(backbone, **config)
 
 
-def _pooled_features(backbone: keras.Model, inputs):
+def pooled_features(backbone: keras.Model, inputs):
     features = InferenceMode(backbone, name="backbone")(inputs)
     return keras.layers.GlobalAveragePooling2D(name="pool")(features)
-
-
-def build_classifier(
-    backbone_name: str,
-    image_size: int,
-    weights: BackboneWeights | str | os.PathLike | None,
-    head: dict | None,
-    n_classes: int = 10,
-    seed: int | None = None,
-    stats=None,
-    backbone_seed: int = 0,
-) -> keras.Model:
-    """Compiled image classifier: backbone -> global average pooling -> head.
-
-    The backbone always runs in inference mode (`InferenceMode`), also where its
-    last layers are trainable: batch-norm statistics re-estimated from small
-    fine-tuning batches would wreck the pretrained features, and a frozen backbone
-    then yields exactly the features `compute_embeddings` caches, during training
-    too (EfficientNet's dropout layers would perturb them otherwise).
-
-    A randomly initialised backbone is drawn with `backbone_seed` (the embedding cache's
-    seed), the head with `seed`: every trial and final model of a (backbone, feature)
-    then shares the network whose cached embeddings gave the head's statistics.
-    """
-    config = normalize_head(head)
-    backbone = build_backbone(backbone_name, image_size, weights, seed=backbone_seed)
-    if seed is not None:
-        seed_everything(seed)
-    k = resolve_trainable_layers(
-        backbone_name, config["trainable_layers"], len(backbone.layers)
-    )
-    set_trainable_tail(backbone, k)
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    features = _pooled_features(backbone, inputs)
-    model = keras.Model(
-        inputs, _apply_head(features, config, n_classes, stats), name="classifier"
-    )
-    _compile(model, config["learning_rate"])
-    return model
-
-
-def classifier_backbone(model: keras.Model) -> keras.Model:
-    """The backbone model inside a `build_classifier` model."""
-    return model.get_layer("backbone").backbone
-
-
-def build_head(
-    input_dim: int,
-    head: dict | None,
-    n_classes: int = 10,
-    seed: int | None = None,
-    stats=None,
-) -> keras.Model:
-    """Compiled head alone, for training on cached embeddings (frozen backbone)."""
-    if seed is not None:
-        seed_everything(seed)
-    config = normalize_head(head)
-    inputs = keras.Input(shape=(input_dim,), name="embedding")
-    model = keras.Model(inputs, _apply_head(inputs, config, n_classes, stats), name="head")
-    _compile(model, config["learning_rate"])
-    return model
 
 
 # ------------------------------------------------------------------------ embeddings
@@ -553,7 +359,7 @@ def build_head(
 
 def embedding_model(backbone: keras.Model) -> keras.Model:
     inputs = keras.Input(shape=backbone.input_shape[1:], name="image")
-    return keras.Model(inputs, _pooled_features(backbone, inputs), name="embedder")
+    return keras.Model(inputs, pooled_features(backbone, inputs), name="embedder")
 
 
 def compute_embeddings(
@@ -583,150 +389,4 @@ def compute_embeddings(
     )
     return np.asarray(
         embedding_model(backbone).predict(dataset, verbose=0), dtype=np.float32
-    )
-
-
-# -------------------------------------------------------------------------- training
-
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def _is_dataset(data) -> bool:
-    return isinstance(data, tf.data.Dataset)
-
-
-class Diverged(Exception):
-    """Training produced a non-finite loss or non-finite probabilities."""
-
-
-@dataclass
-class Validation:
-    """The validation split as a model sees it: its inputs (an array, or a dataset whose
-    labels are ignored), the labels, each example's track, and the run's genres."""
-
-    inputs: Any
-    labels: np.ndarray
-    clips: np.ndarray
-    genres: Sequence[str]
-
-
-@dataclass
-class Fitted:
-    """What `train` did: one history row per epoch run, the epoch it kept (1-based) and
-    `genreflow.scoring.score` of the validation split after every epoch."""
-
-    history: pd.DataFrame
-    best_epoch: int
-    scores: list[dict]
-
-    @property
-    def best_scores(self) -> dict:
-        return self.scores[self.best_epoch - 1]
-
-
-class _KeepLowestValidationLoss(keras.callbacks.Callback):
-    """After each epoch: score the validation split, remember the weights of the epoch with
-    the lowest validation loss, stop after `patience` epochs without a lower one, and hand
-    the scores to `on_epoch` (tuning reports them to Optuna, which may prune)."""
-
-    def __init__(self, validation: Validation, patience: int, on_epoch: Callable | None):
-        super().__init__()
-        self.validation, self.patience, self.on_epoch = validation, patience, on_epoch
-        self.rows: list[dict] = []
-        self.scores: list[dict] = []
-        self.best_epoch, self.best_weights, self.waited = 0, None, 0
-
-    def _check_loss(self, logs, where: str) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
-            raise Diverged(f"diverged: training loss {float(loss)} {where}")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check_loss(logs, f"in epoch {len(self.rows) + 1}, batch {batch + 1}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        from genreflow.scoring import score
-
-        self._check_loss(logs, f"after epoch {epoch + 1}")
-        validation = self.validation
-        probabilities = predict_proba(self.model, validation.inputs)
-        if not np.all(np.isfinite(probabilities)):
-            raise Diverged("diverged: the model predicts non-finite probabilities")
-        scores = score(validation.clips, validation.labels, probabilities, validation.genres)
-        self.scores.append(scores)
-        self.rows.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(logs["loss"]),
-                "accuracy": float(logs["accuracy"]),
-                "val_loss": scores["examples"]["loss"],
-                "val_accuracy": scores["examples"]["accuracy"],
-            }
-        )
-        best_loss = self.rows[self.best_epoch - 1]["val_loss"] if self.best_epoch else np.inf
-        if self.rows[-1]["val_loss"] < best_loss:
-            self.best_epoch, self.best_weights, self.waited = epoch + 1, self.model.get_weights(), 0
-        else:
-            self.waited += 1
-            if self.waited >= self.patience:
-                self.model.stop_training = True
-        if self.on_epoch is not None:
-            self.on_epoch(epoch, scores)
-
-
-def train(
-    model: keras.Model,
-    train_data,
-    validation: Validation,
-    epochs: int,
-    patience: int,
-    batch_size: int = 32,
-    seed: int = 0,
-    on_epoch: Callable | None = None,
-) -> Fitted:
-    """Fit and keep the epoch of lowest validation loss: the one rule of screening, tuning
-    trials and final models, so that a tuned value and its final model come from the same
-    kind of epoch.
-
-    The validation loss is the mean cross-entropy of the validation examples (Keras'
-    val_loss). Training stops after `patience` epochs without a lower one, and the model
-    ends with the weights of that epoch. `train_data` is a batched tf.data dataset
-    (shuffled by its pipeline) or an (x, y) array pair.
-    """
-    seed_everything(seed)
-    keeper = _KeepLowestValidationLoss(validation, int(patience), on_epoch)
-    fit_args: dict[str, Any] = {"epochs": int(epochs), "callbacks": [keeper], "verbose": 0}
-    if _is_dataset(train_data):
-        # The pipeline shuffles (seeded); Keras can't shuffle a dataset anyway.
-        fit_args["x"], fit_args["shuffle"] = train_data, False
-    else:
-        fit_args["x"], fit_args["y"] = train_data
-        fit_args["batch_size"] = int(batch_size)
-        fit_args["shuffle"] = True
-    model.fit(**fit_args)
-    if keeper.best_weights is not None:
-        model.set_weights(keeper.best_weights)
-    return Fitted(pd.DataFrame(keeper.rows, columns=HISTORY_COLUMNS), keeper.best_epoch, keeper.scores)
-
-
-def predict_proba(model: keras.Model, data, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (N, n_classes) for a dataset (labels ignored) or an array."""
-    if _is_dataset(data):
-        return np.asarray(model.predict(data, verbose=0))
-    # Arrays (embeddings, or a list of activation arrays): calling the model skips
-    # predict()'s per-call set-up, which costs more than a small validation split itself,
-    # and this runs after every epoch.
-    arrays = [np.asarray(part) for part in data] if isinstance(data, list) else [np.asarray(data)]
-    if len(arrays[0]) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-
-    def chunk(start: int):
-        parts = [part[start : start + batch_size].astype(np.float32, copy=False) for part in arrays]
-        return parts if len(parts) > 1 else parts[0]
-
-    return np.concatenate(
-        [
-            np.asarray(model(chunk(start), training=False))
-            for start in range(0, len(arrays[0]), batch_size)
-        ]
     )

@@ -1,0 +1,187 @@
+"""What the models of one (backbone, feature) train and score on (`ModelData`): the image
+rows and cached embeddings of each split, and the job's activation cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genreflow.run_info import is_audio_backbone
+from genreflow.scoring import SPLITS, split_rows
+from genreflow.tuning.space import kind_of
+
+
+# --------------------------------------------------------------------------------- data
+
+
+@dataclass
+class ModelData:
+    """What the models of one (backbone, feature) train and score on: a worker's trials,
+    and the final models (`genreflow.evaluation`).
+
+    `embeddings` (the screening cache's rows of train and valid) feed heads on a frozen
+    backbone, and their training statistics (`stats`) standardise every transfer head's
+    input; `examples` (image rows) feed models that train on images. `backbone_seed` draws
+    a randomly initialised backbone: the cache's network, so the statistics fit it.
+    """
+
+    kind: str
+    backbone: str
+    genres: list[str]
+    image_size: int
+    weights: Any  # genreflow.models.backbones.BackboneWeights, or None for random initialisation
+    examples: dict[str, pd.DataFrame]
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    # per split, the clip, segment and label of each embedding row
+    embedding_rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    stats: tuple | None = None
+    backbone_seed: int = 0
+    fold_seed: int = 0  # of the cross-validation folds (the round's seed)
+    # genreflow.activations.ActivationCache of fine-tuning models, made on first use
+    activations: Any = None
+    activation_storage: str = "float32"  # config training.activation_storage
+    log: Any = print
+
+
+def split_examples(
+    index_csv: str | os.PathLike, manifests: Mapping[str, str], genres: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """Image rows of each split, labelled by position in `genres` (as the embeddings are)."""
+    from genreflow.data import examples_for_split
+
+    return {split: examples_for_split(index_csv, manifests[split], genres) for split in SPLITS}
+
+
+def load_model_data(
+    backbone: str,
+    index_csv: str | None,
+    manifests: Mapping[str, str],
+    genres: Sequence[str],
+    image_size: int,
+    embeddings_npz: str | None = None,
+    weights=None,
+    backbone_seed: int = 0,
+) -> ModelData:
+    """What a worker's trials need; an audio backbone (no images) has embeddings only."""
+    data = ModelData(
+        kind=kind_of(backbone),
+        backbone=backbone,
+        genres=list(genres),
+        image_size=int(image_size),
+        weights=weights,
+        examples=split_examples(index_csv, manifests, genres) if index_csv else {},
+        backbone_seed=int(backbone_seed),
+    )
+    if data.kind == "transfer":
+        from genreflow.io import load_embeddings
+        from genreflow.models.heads import feature_statistics
+
+        cache = load_embeddings(embeddings_npz)
+        rows = split_rows(cache.clip, manifests)
+        for split in SPLITS:
+            picked = rows[split]
+            data.embeddings[split] = cache.embeddings[picked]
+            data.embedding_rows[split] = {"clip": cache.clip[picked],
+                                          "segment": cache.segment[picked],
+                                          "label": cache.label[picked]}
+        data.stats = feature_statistics(data.embeddings["train"])
+    return data
+
+
+def split_dataset(
+    data_examples: pd.DataFrame,
+    backbone: str,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A batched tf.data dataset of (images, labels) with the model's input preprocessing."""
+    paths, labels = list(data_examples["image"]), data_examples["label"].to_numpy()
+    if kind_of(backbone) == "baseline":
+        from genreflow.baseline import baseline_dataset
+
+        return baseline_dataset(paths, labels, image_size, batch_size, shuffle, seed)
+    from genreflow.data import image_dataset
+    from genreflow.models.backbones import backbone_spec
+
+    return image_dataset(
+        paths,
+        labels,
+        image_size,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        preprocess=backbone_spec(backbone).preprocess_input,
+    )
+
+
+def pooled_examples(data: ModelData) -> pd.DataFrame:
+    """The train and validation image rows together: what cross-validation folds cut."""
+    return pd.concat([data.examples["train"], data.examples["valid"]], ignore_index=True)
+
+
+def _images(data: ModelData, split: str, batch_size: int = 32):
+    """The unshuffled images of a split, or of "pool" (`pooled_examples`)."""
+    frame = pooled_examples(data) if split == "pool" else data.examples[split]
+    return split_dataset(frame, data.backbone, data.image_size, batch_size, False, 0)
+
+
+def activation_cache(data: ModelData):
+    """The job's cache of frozen-layer activations for `data`'s (backbone, feature)."""
+    from genreflow.activations import ActivationCache
+
+    if data.activations is None:
+        spread = None if data.stats is None else np.sqrt(data.stats[1])
+        data.activations = ActivationCache(lambda split: _images(data, split), data.log, spread,
+                                           data.activation_storage)
+    return data.activations
+
+
+def resolved_weights(backbone: str, settings: Mapping, weights_path: str | None):
+    """The BackboneWeights of an image backbone's settings; None for random init and for
+    models without an image backbone."""
+    if kind_of(backbone) == "baseline" or is_audio_backbone(backbone):
+        return None
+    from genreflow.models.backbones import resolve_weights
+
+    return resolve_weights(settings["weights"], weights_path, backbone)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The files a tune or final job of (backbone, feature) reads: the split manifests,
+    and per `genreflow.plan.model_inputs` and `weights_input` the image index, the
+    embedding cache and the weights file (None where the model has none)."""
+
+    manifests: Mapping[str, str]
+    index_csv: str | None = None
+    embeddings_npz: str | None = None
+    weights_path: str | None = None
+
+    @classmethod
+    def of_job(cls, job_input) -> ModelInputs:
+        """From a Snakemake job's `input` (rules/tuning.smk, rules/evaluation.smk)."""
+        return cls({split: job_input[split] for split in SPLITS}, job_input.get("index"),
+                   job_input.get("embeddings"), job_input.get("weights"))
+
+
+def job_model_data(backbone: str, inputs: ModelInputs, settings: Mapping, log=print,
+                   fold_seed: int = 0) -> ModelData:
+    """The ModelData of a tune or final job; `settings` are the rules' `tuning_settings`
+    (genres, image_size, and for backbones weights, backbone_seed, activation_storage),
+    so that final models are built from the data their trials had."""
+    data = load_model_data(
+        backbone, inputs.index_csv, inputs.manifests, settings["genres"],
+        settings["image_size"], inputs.embeddings_npz,
+        resolved_weights(backbone, settings, inputs.weights_path),
+        settings.get("backbone_seed", 0),
+    )
+    data.log, data.fold_seed = log, fold_seed
+    data.activation_storage = settings.get("activation_storage", "float32")
+    return data

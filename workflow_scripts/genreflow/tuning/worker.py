@@ -1,0 +1,259 @@
+"""One worker job of a round (`run_worker`): open or resume the study, claim and run
+trials until it holds n_trials."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from genreflow.config import sorted_block
+from genreflow.io import read_json, write_json
+from genreflow.journal import journal_storage
+from genreflow.run_info import is_audio_backbone
+from genreflow.scoring import SPLITS
+from genreflow.tuning.model_data import ModelData, ModelInputs, job_model_data
+from genreflow.tuning.space import (
+    RoundPlan,
+    direction,
+    frozen_backbone_plan,
+    kind_of,
+    make_pruner,
+    make_sampler,
+    suggest_params,
+)
+from genreflow.tuning.study import (
+    CRASHED,
+    INTERRUPTED,
+    claim_trial,
+    existing_trials,
+    release_claim,
+    release_dead_claims,
+    round_trials,
+    study_fingerprint,
+)
+from genreflow.tuning.trial import TrialFailed, out_of_memory_errors, train_trial, trains_on_embeddings
+
+
+def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: Mapping,
+                 cv_folds: int) -> tuple[int, str]:
+    """The folds a round's trials use, and why: `tuning.cv_folds` when every trial the round
+    can sample trains on cached inputs (heads on the embeddings, fine-tuning tails on the
+    activations below them); otherwise 1 for all of them (the values of one study must be
+    comparable): the baseline CNN, and fine-tuning when training images are augmented."""
+    from genreflow.data import AUGMENTATION
+
+    if cv_folds <= 1:
+        return 1, "tuning.cv_folds is 1"
+    if kind_of(backbone) == "baseline":
+        return 1, "the baseline CNN trains on images"
+    if is_audio_backbone(backbone):
+        return cv_folds, "heads on cached embeddings"
+    if not AUGMENTATION:
+        return cv_folds, "heads on cached embeddings, fine-tuning on cached activations"
+    values = {**defaults, **inherited, **plan.fixed}
+    possible = [values.get("trainable_layers")]
+    for dimension in plan.dimensions:
+        if dimension.name == "trainable_layers":
+            possible = (list(dimension.choices) if dimension.type == "categorical"
+                        else [dimension.low, dimension.high])
+    if all(trains_on_embeddings(backbone, {"trainable_layers": value}) for value in possible):
+        return cv_folds, "heads on cached embeddings"
+    return 1, (f"trainable_layers can be {possible}, and fine-tuning trials train on augmented "
+               f"images ({', '.join(AUGMENTATION)}): the single split for all trials")
+
+
+@dataclass
+class RoundContext:
+    """What a worker needs besides the study: the plan, the values merged under the
+    sampled ones, and the data."""
+
+    plan: RoundPlan
+    defaults: dict
+    inherited: dict
+    data: ModelData | None = None
+    prune: bool = True
+    patience: int = 8
+    cv_folds: int = 1
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, context: RoundContext, log=print
+) -> TrialState:
+    """Sample, train and tell one trial. Pruned trials and failed ones (diverged, out of
+    memory) are told and counted, and the study goes on; any other error fails the trial
+    as "crashed" (not counted, so a rerun redoes it) and stops the worker."""
+    plan = context.plan
+    started = time.perf_counter()
+    params: dict = {}
+    try:
+        params = suggest_params(trial, plan, context.defaults, context.inherited)
+        trial.set_user_attr("params", params)
+        result = train_trial(
+            trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune,
+            context.patience, context.cv_folds,
+        )
+    except optuna.TrialPruned as pruned:
+        trial.set_user_attr("note", str(pruned))
+        study.tell(trial, state=TrialState.PRUNED)
+        state, note = TrialState.PRUNED, str(pruned)
+    except (TrialFailed, *out_of_memory_errors()) as failure:
+        reason = str(failure) if isinstance(failure, TrialFailed) else f"out of memory: {failure}"
+        trial.set_user_attr("note", reason[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        state, note = TrialState.FAIL, reason[:200]
+    except BaseException as error:
+        claim = INTERRUPTED if not isinstance(error, Exception) else CRASHED
+        try:
+            trial.set_user_attr("note", f"{claim}: {error!r}"[:500])
+            release_claim(study, trial.number, claim)
+        finally:
+            log(f"trial {trial.number}: {claim}, not counted:\n{traceback.format_exc()}")
+        raise
+    else:
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("valid_loss", round(result.valid_loss, 6))
+        study.tell(trial, result.value)
+        state = TrialState.COMPLETE
+        note = (f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
+                if context.cv_folds == 1 else
+                f"{plan.objective} {result.value:.4f}, mean of {context.cv_folds} folds "
+                f"{[round(v, 3) for v in result.curve]}")
+    log(
+        f"trial {trial.number}: {state.name} {note} ({time.perf_counter() - started:.1f} s) "
+        f"{json.dumps(params, sort_keys=True)}"
+    )
+    return state
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(f"terminated by signal {signum}")
+
+
+@dataclass(frozen=True)
+class RoundJob:
+    """One tune_round job: its wildcards and the rule's params (rules/tuning.smk).
+
+    `settings` holds genres, image_size, patience, cv_folds and, for backbones, weights
+    (the backbones.weights setting), backbone_seed and activation_storage."""
+
+    backbone: str
+    feature: str
+    round_number: int
+    worker: int
+    workers: int
+    round_block: Mapping
+    defaults: Mapping
+    inherited: Mapping
+    pruner: Mapping
+    settings: Mapping
+    journal: str
+
+
+def run_worker(job: RoundJob, inputs: ModelInputs, previous_best: str | None, out_json: str,
+               log=print) -> None:
+    """One worker job of a round: resume or start the study, run trials until it holds
+    n_trials, write a note of what this worker did (`out_json`)."""
+    plan = RoundPlan.from_config(job.round_block, kind_of(job.backbone))
+    _check_inherited(plan, job.inherited, previous_best)
+    if is_audio_backbone(job.backbone):
+        plan = frozen_backbone_plan(plan)
+        log(f"{job.backbone} embeds audio in its own process: head only, trainable_layers 0")
+    pruner = dict(plan.pruner or job.pruner)
+    asked_folds = int(job.settings.get("cv_folds", 1))
+    cv_folds, why = cv_folds_for(plan, job.backbone, job.defaults, job.inherited, asked_folds)
+    if asked_folds > 1:
+        log(("" if cv_folds > 1 else "WARNING: ") + f"trials use {cv_folds} fold(s) of the "
+            f"pooled train and validation tracks: {why}")
+    study, released = open_round_study(job, plan, pruner, cv_folds, inputs, log)
+    incarnation = uuid.uuid4().hex
+    log(
+        f"study {study.study_name} in {job.journal}: "
+        f"{len(round_trials(study, plan.n_trials))} of {plan.n_trials} trials there; "
+        f"worker {job.worker} of {job.workers} ({incarnation[:8]})"
+    )
+    context = RoundContext(plan, dict(job.defaults), dict(job.inherited),
+                           prune=pruner["kind"] != "none",
+                           patience=int(job.settings["patience"]), cv_folds=cv_folds)
+    ran = []
+    previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        while (trial := claim_trial(study, plan.n_trials, job.worker, incarnation)) is not None:
+            if context.data is None:  # loaded once, and only if a trial is left to run
+                context.data = job_model_data(job.backbone, inputs, job.settings, log,
+                                              fold_seed=plan.seed)
+            run_trial(study, trial, context, log)
+            ran.append(trial.number)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    log(f"worker {job.worker} ran trials {ran}; the study holds "
+        f"{len(round_trials(study, plan.n_trials))}")
+    write_json(out_json, {"study_name": study.study_name, "journal": job.journal,
+                          "worker": job.worker, "ran": ran, "released": released})
+
+
+def open_round_study(job: RoundJob, plan: RoundPlan, pruner: Mapping, cv_folds: int,
+                     inputs: ModelInputs, log=print) -> tuple[optuna.Study, list[int]]:
+    """The round's study in its journal, created or resumed, and the trials a killed
+    worker left running (released as interrupted). Its name carries a fingerprint of
+    everything its trials depend on, the data files' contents included."""
+    definition = {
+        "backbone": job.backbone,
+        "feature": job.feature,
+        "round": job.round_number,
+        "plan": {key: value for key, value in job.round_block.items() if key != "n_trials"},
+        "defaults": dict(job.defaults),
+        "inherited": dict(job.inherited),
+        "pruner": dict(pruner),
+        "settings": dict(job.settings),
+        "cv_folds_used": cv_folds,
+    }
+    data_files = [path for path in (inputs.index_csv, *(inputs.manifests[split]
+                                                        for split in SPLITS)) if path]
+    fingerprint = study_fingerprint(
+        definition, data_files, [inputs.embeddings_npz] if inputs.embeddings_npz else []
+    )
+    study_name = f"{job.backbone}.{job.feature}.round_{job.round_number}.{fingerprint[:16]}"
+    storage = journal_storage(job.journal, log)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction=direction(plan.objective),
+        sampler=make_sampler(plan, job.worker, offset=existing_trials(storage, study_name)),
+        pruner=make_pruner(pruner),
+        load_if_exists=True,
+    )
+    if "definition" not in study.user_attrs:
+        study.set_user_attr("definition", sorted_block(definition))
+    released = release_dead_claims(study, job.worker, job.workers)
+    if released:
+        log(f"trials {released} were left running by a killed worker: failed as interrupted")
+    return study, released
+
+
+def _check_inherited(plan: RoundPlan, inherited: Mapping, previous_best: str | None) -> None:
+    """The inherited values (Snakemake params, read from the previous best_trial.json when
+    the job was planned) must be those of the file the job reads now."""
+    if set(inherited) != set(plan.inherit):
+        raise ValueError(
+            f"inherited values {sorted(inherited)} differ from inherit {list(plan.inherit)}"
+        )
+    if previous_best is None:
+        if plan.inherit:
+            raise ValueError("this round inherits values but got no previous best_trial.json")
+        return
+    previous = read_json(previous_best)["params"]
+    stale = {name: previous[name] for name in plan.inherit if previous[name] != inherited[name]}
+    if stale:
+        raise ValueError(
+            f"inherited values {dict(inherited)} are not those of {previous_best} ({stale}); "
+            "run Snakemake again"
+        )
+
