@@ -5,11 +5,60 @@
 # the tuning rounds go to the report.
 
 
+def final_models(wildcards):
+    """(backbone, feature, round) of every tuning round of every chain, the baseline
+    CNN's included: each round's best configuration becomes a final model."""
+    return plan.final_models(tuning_combinations(), tuning_rounds)
+
+
+def final_files(name):
+    """Input function: `name` (metrics.json, predictions.csv) of every final model."""
+
+    def files(wildcards):
+        return [
+            f"{plan.final_folder(backbone, feature, n)}/{name}"
+            for backbone, feature, n in final_models(wildcards)
+        ]
+
+    return files
+
+
+def final_figures(wildcards):
+    return [
+        f"{plan.final_folder(backbone, feature, n)}/{name}.png"
+        for backbone, feature, n in final_models(wildcards)
+        for name in ("accuracy", "loss", "confusion_matrix")
+    ]
+
+
+def tuning_figures(wildcards):
+    return [
+        plan.round_file(backbone, feature, n, f"plots/{name}.png")
+        for backbone, feature, n in final_models(wildcards)
+        for name in ("optimization_history", "param_importances", "parallel_coordinate")
+    ]
+
+
+def final_seed_files(wildcards):
+    folder = plan.final_folder(wildcards.backbone, wildcards.feature, wildcards.round)
+    return {
+        name: plan.seed_files(folder, EVALUATION["seeds"], filename)
+        for name, filename in (
+            ("metrics", "metrics.json"),
+            ("predictions", "predictions.csv"),
+            ("history", "history.csv"),
+        )
+    }
+
+
+def final_training():
+    return sorted_block({key: EVALUATION[key] for key in ("epochs", "patience")})
+
+
 localrules:
     final,
     combine_final_seeds,
     plot_final,
-    plot_tuning_round,
     summarize_final,
 
 
@@ -22,7 +71,7 @@ rule final:
 
 rule train_final:
     input:
-        unpack(final_weights),
+        unpack(backbone_weights),
         unpack(split_manifest_files),
         unpack(model_data),
         best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
@@ -46,8 +95,8 @@ rule train_final:
         runtime=240,
     params:
         mixed_precision=config["training"]["mixed_precision"],
-        settings=final_settings,
-        about=final_model_about,
+        settings=tuning_settings,  # final models are built as their trials were
+        about=model_about,
         training=final_training(),
     script:
         "../workflow_scripts/train_final.py"
@@ -122,66 +171,10 @@ rule plot_final:
     params:
         genres=GENRES,
         seeds=EVALUATION["seeds"],
-        about=final_model_about,
-        notes=final_notes,
+        about=model_about,
+        notes=model_notes,
     script:
         "../workflow_scripts/plot_final.py"
-
-
-rule plot_tuning_round:
-    input:
-        # The journal is no rule's output (tune_round gets it as a param); best_trial.json
-        # is written by collect_round once every trial of the round is in the journal.
-        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
-    output:
-        history=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/optimization_history.png",
-            caption="../workflow_scripts/genreflow/report/tuning_history.rst",
-            category="Tuning",
-            subcategory="{backbone} + {feature}",
-            labels={
-                "model": "{backbone}",
-                "feature": "{feature}",
-                "round": "{round}",
-                "figure": "optimisation history",
-            },
-        ),
-        importances=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/param_importances.png",
-            caption="../workflow_scripts/genreflow/report/tuning_importances.rst",
-            category="Tuning",
-            subcategory="{backbone} + {feature}",
-            labels={
-                "model": "{backbone}",
-                "feature": "{feature}",
-                "round": "{round}",
-                "figure": "hyperparameter importances",
-            },
-        ),
-        parallel=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/parallel_coordinate.png",
-            caption="../workflow_scripts/genreflow/report/tuning_parallel.rst",
-            category="Tuning",
-            subcategory="{backbone} + {feature}",
-            labels={
-                "model": "{backbone}",
-                "feature": "{feature}",
-                "round": "{round}",
-                "figure": "parallel coordinates",
-            },
-        ),
-    log:
-        "logs/plot_tuning_round/{backbone}/{feature}/round_{round}.log",
-    wildcard_constraints:
-        backbone=TUNED_MODELS,
-    conda:
-        "../envs/tensorflow.yaml"
-    params:
-        journal=tuning_journal,
-        about=final_model_about,
-        notes=final_notes,
-    script:
-        "../workflow_scripts/plot_tuning_round.py"
 
 
 checkpoint summarize_final:
