@@ -37,6 +37,8 @@ TUNED_MODELS = "|".join([*BACKBONES, BASELINE])
 MUSICNN = config["backbones"]["musicnn"]
 TUNING = config["tuning"]
 EVALUATION = config["evaluation"]
+# Threads of each TensorFlow job (training.threads; capped by --cores as any rule's).
+TENSORFLOW_THREADS = config["training"]["threads"]
 # The conda environment of the rules that ask for a GPU (with --software-deployment-method
 # conda); a pip install picks its TensorFlow with its lock instead.
 GPU_ENV = (

@@ -88,7 +88,7 @@ rule train_final:
         backbone=TUNED_MODELS,
     conda:
         GPU_ENV
-    threads: 2
+    threads: TENSORFLOW_THREADS
     resources:
         gpu=1,
         mem_mb=6000,

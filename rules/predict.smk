@@ -170,7 +170,7 @@ rule predict_shard:
         "benchmarks/predict_shard/{name}/{shard}.tsv"
     conda:
         GPU_ENV
-    threads: 2
+    threads: TENSORFLOW_THREADS
     resources:
         gpu=1,
         mem_mb=6000,

@@ -93,7 +93,7 @@ rule embed_images:
         feature=IMAGE_FEATURES,
     conda:
         GPU_ENV
-    threads: 2
+    threads: TENSORFLOW_THREADS
     resources:
         gpu=1,
         mem_mb=4000,
@@ -126,7 +126,7 @@ rule embed_audio:
         backbone="|".join(AUDIO_BACKBONES),
     conda:
         "../envs/musicnn.yaml"
-    threads: 2
+    threads: TENSORFLOW_THREADS
     resources:
         mem_mb=6000,
         runtime=60,

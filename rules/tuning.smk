@@ -170,7 +170,7 @@ rule tune_round:
         backbone=TUNED_MODELS,
     conda:
         GPU_ENV
-    threads: 2
+    threads: TENSORFLOW_THREADS
     resources:
         gpu=1,
         mem_mb=6000,

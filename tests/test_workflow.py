@@ -186,3 +186,20 @@ def test_lint_format_and_dry_run_are_clean():
         capture_output=True, text=True,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_tensorflow_jobs_take_training_threads(tmp_path):
+    """One thread per TensorFlow job by default (most jobs are mostly start-up, so more jobs
+    side by side beat more threads per job on a CPU), training.threads otherwise."""
+    write_config(tmp_path, {})  # the demo config
+
+    def threads_of(*config):
+        _, output = snakemake(tmp_path, "-n", "--cores", "4", *config)
+        blocks = re.findall(r"^rule embed_images:\n((?:    .*\n)+)", output, flags=re.M)
+        assert blocks, output
+        # Snakemake prints no threads line for one thread
+        return {int(re.search(r"threads: (\d+)", block)[1]) if "threads:" in block else 1
+                for block in blocks}
+
+    assert threads_of() == {1}
+    assert threads_of("--config", "training={threads: 3}") == {3}
