@@ -1,7 +1,8 @@
 # What every stage shares: the validated config, the corpus and its shards, wildcard
-# constraints, and the helpers of several stages. Each stage's own input functions are at
-# the top of its file; which jobs exist and where their files are is genreflow.plan (pure
-# functions of config values, unit-tested). Nothing here starts a job.
+# constraints, and the helpers of several stages. Each stage's own input functions are in
+# rules/inputs/<stage>.smk, included at the end; which jobs exist and where their files are
+# is genreflow.plan (pure functions of config values, unit-tested). Nothing here starts a
+# job.
 import os
 import sys
 
@@ -152,3 +153,14 @@ config["report_front_page"] = {
     "weights": RUN_ABOUT["weights"],
     "headline": read_json(HEADLINE) if os.path.exists(HEADLINE) else None,
 }
+
+
+# Each stage's own input functions and values, one file per stage beside its rules.
+include: "inputs/corpus.smk"
+include: "inputs/features.smk"
+include: "inputs/splits.smk"
+include: "inputs/screening.smk"
+include: "inputs/tuning.smk"
+include: "inputs/evaluation.smk"
+include: "inputs/segments.smk"
+include: "inputs/predict.smk"

@@ -3,10 +3,6 @@
 # feature's jobs.
 
 
-def feature_indexes():
-    return [plan.feature_index(feature) for feature in FEATURES]
-
-
 localrules:
     index_images,
 
