@@ -1,5 +1,7 @@
 # What the rules of rules/corpus.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
+
 def synthetic_corpus_files():
     return [clip.path for clip in CLIPS]
 

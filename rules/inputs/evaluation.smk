@@ -1,5 +1,7 @@
 # What the rules of rules/evaluation.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
+
 def final_models(wildcards):
     """(backbone, feature, round) of every tuning round of every chain, the baseline
     CNN's included: each round's best configuration becomes a final model."""

@@ -1,5 +1,6 @@
 # What the rules of rules/predict.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
 from genreflow.predict import list_music, prediction_name
 from genreflow.registry import model_label
 

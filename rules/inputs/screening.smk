@@ -1,5 +1,6 @@
 # What the rules of rules/screening.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
 from genreflow.audio_embeddings import checkpoint_files, checkpoint_root
 from genreflow.run_info import backbone_about
 

@@ -1,5 +1,6 @@
 # What the rules of rules/segments.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
 from genreflow.segments import length_label, length_seconds
 
 COMPARE_LENGTHS = [

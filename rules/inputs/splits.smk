@@ -1,5 +1,6 @@
 # What the rules of rules/splits.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
 from genreflow.run_info import FAULT_FILTERED
 from genreflow.splits import FAULT_FILTERED_LISTS
 

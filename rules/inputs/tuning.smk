@@ -1,5 +1,6 @@
 # What the rules of rules/tuning.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
+
 from genreflow.run_info import final_about
 
 
