@@ -70,6 +70,9 @@ def run_dag(workdir: Path, root: Path, shard_size: int, targets: list[str]) -> f
     return time.perf_counter() - started
 
 
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def loop_worker(args) -> None:
     paths, out_dir = args
     config = validate_config(bench_config(Path("."), 100) | {"dataset": {"kind": "synthetic"}})
@@ -90,8 +93,20 @@ def run_loop(paths: list[Path], out_dir: Path, processes: int) -> float:
     if processes == 1:
         loop_worker(chunks[0])
     else:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            pool.map(loop_worker, chunks)
+        # one BLAS thread per process, as Snakemake gives each one-thread job
+        # (OPENBLAS_NUM_THREADS etc.); two processes of two BLAS threads each on two cores
+        # spin against each other and run at half speed
+        saved = {name: os.environ.get(name) for name in BLAS_THREADS}
+        os.environ.update({name: "1" for name in BLAS_THREADS})
+        try:
+            with multiprocessing.get_context("spawn").Pool(processes) as pool:
+                pool.map(loop_worker, chunks)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     return time.perf_counter() - started
 
 
