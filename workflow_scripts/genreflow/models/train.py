@@ -13,7 +13,6 @@ import pandas as pd
 import tensorflow as tf
 
 
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras (initialisers, dropout, shuffling).
 

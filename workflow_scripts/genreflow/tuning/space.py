@@ -38,7 +38,6 @@ def kind_of(backbone: str) -> str:
     return "baseline" if backbone == BASELINE else "transfer"
 
 
-
 # ------------------------------------------------------------------ search-space declaration
 
 

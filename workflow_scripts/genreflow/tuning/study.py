@@ -22,7 +22,6 @@ CLAIM = "claim"
 HELD, INTERRUPTED, CRASHED, SURPLUS = "held", "interrupted", "crashed", "surplus"
 
 
-
 def study_fingerprint(
     definition: Mapping,
     files: Sequence[str | os.PathLike] = (),
@@ -121,7 +120,6 @@ def claim_trial(
 def round_trials(study: optuna.Study, n_trials: int) -> list[optuna.trial.FrozenTrial]:
     """The round's counted trials: the first n_trials slot holders, by trial number."""
     return [t for t in study.get_trials(deepcopy=False) if holds_slot(t)][:n_trials]
-
 
 
 def existing_trials(storage, study_name: str) -> int:

@@ -20,7 +20,6 @@ class TrialFailed(Exception):
     """A trial that cannot give a score (diverged, out of memory): failed and counted."""
 
 
-
 def head_config(params: Mapping) -> dict:
     return {key: params[key] for key in HEAD_KEYS}
 
@@ -65,7 +64,6 @@ def build_model_from_best(
     )
 
 
-
 # ------------------------------------------------------------------------------ trials
 
 
@@ -95,7 +93,6 @@ class TrialModel:
     trained_on: str = "images"
     backbone: Any = None
     cut: Any = None  # genreflow.activations.BackboneCut
-
 
 
 def tail_trial_model(data: ModelData, params: Mapping, seed: int, fold=None) -> TrialModel:
