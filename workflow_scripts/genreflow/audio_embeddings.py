@@ -252,6 +252,8 @@ def mean_by_owner(values: np.ndarray, owner: np.ndarray, n_examples: int) -> np.
     return (sums / counts).astype(np.float32)
 
 
+# One job's entry point: a parameter per input, param and output of its rule (embed_audio),
+# passed by name from the thin script.
 def embed_shard(
     backbone: str,
     checkpoints: str | os.PathLike,

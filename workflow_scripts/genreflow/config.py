@@ -134,6 +134,8 @@ def validate_config(config: dict, base_dir: str = ".", overrides: dict | None = 
     return config
 
 
+# Long because it is a list: each block is one check across config keys with its own
+# message; split up, there would be no one place that lists them.
 def _relations(config: dict, base_dir: str) -> list[str]:
     problems = []
     dataset, audio = config["dataset"], config["audio"]

@@ -330,6 +330,8 @@ def _level_summary(levels: Sequence[Mapping], genres: Sequence[str]) -> dict:
 _MODEL_KEYS = ("backbone", "feature", "round")
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (combine_final_seeds), passed by name from the thin script.
 def combine_seeds(
     metrics_jsons: Sequence[str],
     predictions_csvs: Sequence[str],
@@ -580,6 +582,8 @@ def _finite_or_none(value) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (summarize_final), passed by name from the thin script.
 def summarize_final(
     metrics_jsons: Sequence[str],
     predictions_csvs: Sequence[str],

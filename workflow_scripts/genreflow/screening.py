@@ -17,6 +17,8 @@ from genreflow.io import write_csv, write_json
 from genreflow.run_info import caveats
 from genreflow.scoring import SPLITS, genre_labels, predictions_frame, score, split_rows
 
+# One job's entry point: a parameter per input, param and output of its rule (embed_images),
+# passed by name from the thin script.
 def embed_index(
     backbone: str,
     image_size: int,
@@ -48,6 +50,8 @@ def embed_index(
     log(f"wrote {embeddings.shape} embeddings to {out_npz}")
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (train_screening), passed by name from the thin script.
 def screen_head(
     embeddings_npz: str,
     manifests: Mapping[str, str],
@@ -291,6 +295,8 @@ def plot_heatmap(
         save_figure(fig, out_png, notes)
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (summarize_screening), passed by name from the thin script.
 def summarize_screening(
     metrics_jsons: Sequence[str],
     predictions_csvs: Sequence[str],

@@ -191,6 +191,8 @@ def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> 
         save_figure(fig, out_png, notes)
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (summarize_segments), passed by name from the thin script.
 def summarize_segments(
     rows: Sequence[Mapping],
     metrics_jsons: Sequence[str],

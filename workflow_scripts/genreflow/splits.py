@@ -219,6 +219,8 @@ def check_every_split_has_every_genre(
         )
 
 
+# One job's entry point: a parameter per input, param and output of its rule (make_splits),
+# passed by name from the thin script.
 def make_splits(
     clips_csv: str,
     rejected_csv: str,

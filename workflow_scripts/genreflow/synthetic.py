@@ -223,6 +223,8 @@ def _osc(timbre: str, freq: float, n: int, sr: int, vibrato=(0.0, 0.0), phase0: 
     return tab.take(idx)
 
 
+# Many parameters because it is a synthesiser voice: pitch, timing, envelope and timbre are
+# each one knob, given by name by every part.
 def _note(
     sr: int,
     dur: float,
@@ -279,6 +281,8 @@ def _midi_hz(m: float) -> float:
 # --------------------------------------------------------------------------- drums
 
 
+# Long because it is a kit: one synthesised voice per drum (kick, snare, hats, ...), each a
+# few lines of its own.
 def _drum_kit(rng: np.random.Generator, sr: int, kind: str) -> dict[str, np.ndarray]:
     u = rng.uniform
 
@@ -530,6 +534,7 @@ def _part_drums(ctx: _Ctx, family: str, kit_kind: str, fills: float) -> np.ndarr
     return buf
 
 
+# Long because each bass style (walking, ...) is written out as its own branch.
 def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
     rng = ctx.rng
     buf = np.zeros(ctx.n)
@@ -651,6 +656,8 @@ def _part_bass(ctx: _Ctx, style: str) -> np.ndarray:
     return buf
 
 
+# Long because each comping style (pad, arpeggio, strum, skank, jazzcomp, ...) is written out
+# as its own branch; the voices themselves are _note's.
 def _part_comp(ctx: _Ctx, style: str) -> np.ndarray:
     """Harmony layer. Guitar styles set ``drive`` and go through the amp at the end."""
     rng = ctx.rng
@@ -1188,6 +1195,8 @@ def _rng_for(genre: str, index: int, seed: int) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
+# Long because it mixes every part of a genre's arrangement in order (drums, bass, comping,
+# lead, rap), each a call, then masters the mix.
 def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050, seed: int = 0) -> np.ndarray:
     """Render one clip: float32 mono, ``round(seconds * sample_rate)`` samples in [-1, 1]."""
     if genre not in _STYLES:

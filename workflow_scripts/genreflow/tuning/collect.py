@@ -148,6 +148,8 @@ def round_about(
     }
 
 
+# One job's entry point: a parameter per input, param and output of its rule
+# (collect_round), passed by name from the thin script.
 def collect_round(
     worker_jsons: Sequence[str],
     backbone: str,
