@@ -172,6 +172,8 @@ def full_image_model(data, best: Mapping, head, batch_size: int, log=print):
 FINAL_OUTPUTS = ("metrics", "predictions", "history", "model")
 
 
+# About 70 lines, most of them its docstring and the metrics.json record (a key per line);
+# the building, scoring, logging and saving are the helpers below.
 def train_final(
     best_trial_json: str,
     seed: int,
