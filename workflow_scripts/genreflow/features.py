@@ -56,6 +56,8 @@ def power_stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     returned as the transpose view of the frame-major power, not copied into row order
     (every consumer is a matrix product or elementwise). Together they halve a feature
     job's time per clip with the same images (BENCHMARKS.md, "Features")."""
+    # imported here, not at the top: the Snakefile imports this module (FEATURES) at every
+    # snakemake call, and scipy.fft costs 0.3 s; after the first clip this is a dict lookup
     import scipy.fft
 
     padded = np.pad(y.astype(np.float32, copy=False), n_fft // 2)
