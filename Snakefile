@@ -23,9 +23,9 @@ include: "rules/predict.smk"
 rule all:
     input:
         feature_indexes(),
-        split_manifests(),
-        "results/screening/selection.json",
-        final_best_trials,
+        SPLIT_MANIFESTS,
+        rules.screening.input,
+        get_final_best_trials,
         rules.final.input,
         rules.segments.input,
-        exported_bundle,
+        get_exported_bundle,

@@ -50,20 +50,21 @@ def main() -> None:
 
     import optuna
 
-    from genreflow import GENRES
-    from genreflow.models.heads import HEAD_DEFAULTS
+    from genreflow.hyperparameters import HEAD_DEFAULTS
+    from genreflow.models.build import build_model
+    from genreflow.models.data import load_model_data
     from genreflow.models.train import predict_proba, train
+    from genreflow.names import GTZAN_GENRES
     from genreflow.scoring import score
     from genreflow.tuning.collect import best_trial
-    from genreflow.tuning.model_data import load_model_data
     from genreflow.tuning.space import RoundPlan, make_sampler, suggest_params
-    from genreflow.tuning.trial import train_trial, trial_model
+    from genreflow.tuning.trial import TrialRule, train_trial
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     os.chdir(args.workdir)
     manifests = {split: f"results/splits/{split}.csv" for split in ("train", "valid", "test")}
     data = load_model_data(args.backbone, f"results/features/{args.feature}/index.csv", manifests,
-                           GENRES, 0, f"results/embeddings/{args.backbone}/{args.feature}.npz")
+                           GTZAN_GENRES, 0, f"results/embeddings/{args.backbone}/{args.feature}.npz")
     defaults = {**HEAD_DEFAULTS, "batch_size": 32, "epochs": args.epochs}
     plan = RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
     print(f"{args.backbone} + {args.feature}: {len(data.embeddings['train'])} train, "
@@ -71,12 +72,12 @@ def main() -> None:
           f"{args.seeds} sampler seeds x {args.trials} trials per variant")
 
     def test_f1(params) -> float:
-        built = trial_model(data, params, seed=0)
+        built = build_model(data, params, seed=0)
         train(built.model, built.train_data, built.validation, epochs=params["epochs"],
               patience=8, batch_size=built.batch_size, seed=0)
         rows = data.embedding_rows["test"]
         probabilities = predict_proba(built.model, data.embeddings["test"])
-        return score(rows["clip"], rows["label"], probabilities, GENRES)["tracks"]["macro_f1"]
+        return score(rows["clip"], rows["label"], probabilities, GTZAN_GENRES)["tracks"]["macro_f1"]
 
     results = {}
     for folds in (1, 5):
@@ -90,8 +91,8 @@ def main() -> None:
                 trial = study.ask()
                 params = suggest_params(trial, seeded, defaults, {})
                 trial.set_user_attr("params", params)
-                result = train_trial(trial, params, data, seeded.objective, seed + trial.number,
-                                     False, 8, folds)
+                result = train_trial(trial, params, data, seed + trial.number,
+                                     TrialRule(seeded.objective, 8, folds, prune=False))
                 trial.set_user_attr("valid_loss", result.valid_loss)
                 study.tell(trial, result.value)
             seconds += time.perf_counter() - started

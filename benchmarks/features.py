@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO / "workflow_scripts"))
 
 from genreflow.audio import AudioSettings, load_clip  # noqa: E402
 from genreflow.config import validate_config  # noqa: E402
-from genreflow.features import FEATURES, FeatureComputer, clip_images, png_bytes  # noqa: E402
+from genreflow.features import FeatureComputer, clip_images, png_bytes  # noqa: E402
+from genreflow.names import FEATURES
 from genreflow.synthetic import write_corpus  # noqa: E402
 
 

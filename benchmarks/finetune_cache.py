@@ -4,7 +4,7 @@ For each backbone, a `last_block` fine-tuning trial (head + the backbone's last 
 trained for `--epochs` epochs on `--images` random grayscale images of `--size` pixels,
 `--trials` times in one process as a tuning job runs them: end to end (the whole backbone
 forward, and backward through the tail, every epoch of every trial) and on the activations
-below the tail (`genreflow.activations`: one frozen forward pass per job, then the tail).
+below the tail (`genreflow.models.activations`: one frozen forward pass per job, then the tail).
 Prints seconds per trial (median over `--repeats` jobs of each kind), the ratio, and how far
 the models' validation probabilities are from the end-to-end model's after training, for
 float32 storage (the default: the same model) and float16 (`training.activation_storage`,
@@ -60,15 +60,12 @@ def _job(name, examples, size, epochs, trials, end_to_end, storage="float32"):
     import keras
     import numpy as np
 
-    from genreflow import activations, data as data_module
     from genreflow.models.backbones import compute_embeddings
+    from genreflow.models.build import build_model, end_to_end_model
+    from genreflow.models.data import ModelData
     from genreflow.models.heads import feature_statistics
     from genreflow.models.train import predict_proba, train
-    from genreflow.tuning.model_data import ModelData
-    from genreflow.tuning.trial import trial_model
 
-    augmentation = ("benchmark: end to end",) if end_to_end else ()
-    data_module.AUGMENTATION = activations.AUGMENTATION = augmentation
     keras.backend.clear_session()
     stats = feature_statistics(compute_embeddings(name, size, None, list(examples["train"]["image"])))
     said = []
@@ -78,7 +75,8 @@ def _job(name, examples, size, epochs, trials, end_to_end, storage="float32"):
     start = time.perf_counter()
     for trial in range(trials):
         keras.backend.clear_session()
-        built = trial_model(data, {**HEAD, "epochs": epochs}, seed=0)
+        built = (end_to_end_model if end_to_end else build_model)(data, {**HEAD, "epochs": epochs},
+                                                                  seed=0)
         train(built.model, built.train_data, built.validation, epochs=epochs, patience=epochs,
               batch_size=built.batch_size, seed=0)
         probabilities = predict_proba(built.model, built.validation.inputs)
@@ -104,7 +102,7 @@ def main() -> None:
 
     import numpy as np
 
-    from genreflow.device import prepare_tensorflow
+    from genreflow.jobs import prepare_tensorflow
 
     prepare_tensorflow(threads=os.cpu_count(), log=lambda *a: None)
     with tempfile.TemporaryDirectory() as tmp:

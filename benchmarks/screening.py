@@ -4,7 +4,7 @@
    `snakemake --cores N`), against the limit: the backbone forward passes alone over the
    same images, in one warm process (models built beforehand, not timed).
 2. Training input: examples per second of a training epoch fed from the PNG files through
-   genreflow.data.image_dataset, against the same model fed from in-memory arrays.
+   genreflow.models.images.image_dataset, against the same model fed from in-memory arrays.
 
 The corpus is synthetic (30 s clips); its images are made through the workflow first
 (not timed). Usage:
@@ -66,9 +66,9 @@ def prepare(workdir: Path, clips: int, image_size: int) -> None:
 def forward_pass_limit(workdir: Path, image_size: int, threads: int) -> float:
     import pandas as pd
 
-    from genreflow.data import image_dataset
+    from genreflow.jobs import prepare_tensorflow
     from genreflow.models.backbones import backbone_spec, build_backbone, embedding_model
-    from genreflow.device import prepare_tensorflow
+    from genreflow.models.images import image_dataset
 
     prepare_tensorflow(threads, log=lambda message: None, mixed_precision="off")
     total = 0.0
@@ -90,9 +90,9 @@ def training_input(workdir: Path, image_size: int, epochs: int = 3) -> tuple[flo
     import numpy as np
     import pandas as pd
 
-    from genreflow.data import image_dataset, load_images, to_backbone_input
     from genreflow.models.backbones import backbone_spec
     from genreflow.models.heads import build_classifier
+    from genreflow.models.images import image_dataset, load_images, to_backbone_input
 
     index = pd.read_csv(workdir / "results/features/mel/index.csv")
     paths = [str(workdir / path) for path in index["image"]]

@@ -61,11 +61,18 @@ def timed(function, repeats: int) -> float:
 def measure(backbones, repeats: int, n_embed: int, n_tail: int) -> dict:
     import keras
 
-    from genreflow.activations import (activation_dataset, build_tail_classifier,
-                                       cut_backbone, model_input)
-    from genreflow.baseline import build_baseline_cnn
-    from genreflow.models.backbones import (build_backbone, embedding_model,
-                                            resolve_trainable_layers)
+    from genreflow.models.activations import (
+        activation_dataset,
+        build_tail_classifier,
+        cut_backbone,
+        model_input,
+    )
+    from genreflow.models.backbones import (
+        build_backbone,
+        embedding_model,
+        resolve_trainable_layers,
+    )
+    from genreflow.models.baseline import build_baseline_cnn
     from genreflow.models.heads import build_head
     from genreflow.models.train import Validation, train
 

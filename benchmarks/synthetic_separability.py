@@ -24,7 +24,7 @@ from sklearn.neighbors import NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from genreflow import GENRES
+from genreflow.names import GTZAN_GENRES
 from genreflow.synthetic import render_clip
 
 N_MFCC = 20
@@ -43,17 +43,17 @@ def score(features: np.ndarray, labels: np.ndarray, seed: int) -> tuple[float, n
     model = make_pipeline(StandardScaler(), NearestCentroid())
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     predicted = cross_val_predict(model, features, labels, cv=folds)
-    return float(np.mean(predicted == labels)), confusion_matrix(labels, predicted, labels=np.arange(len(GENRES)))
+    return float(np.mean(predicted == labels)), confusion_matrix(labels, predicted, labels=np.arange(len(GTZAN_GENRES)))
 
 
 def report(name: str, accuracy: float, confusion: np.ndarray, top: int = 6) -> None:
-    print(f"\n{name}: nearest-centroid accuracy {accuracy:.3f} (chance {1 / len(GENRES):.3f})")
+    print(f"\n{name}: nearest-centroid accuracy {accuracy:.3f} (chance {1 / len(GTZAN_GENRES):.3f})")
     per_genre = confusion.diagonal() / confusion.sum(axis=1)
-    print("  per genre: " + "  ".join(f"{g} {a:.2f}" for g, a in zip(GENRES, per_genre)))
+    print("  per genre: " + "  ".join(f"{g} {a:.2f}" for g, a in zip(GTZAN_GENRES, per_genre)))
     pairs = []
-    for i in range(len(GENRES)):
-        for j in range(i + 1, len(GENRES)):
-            pairs.append((int(confusion[i, j] + confusion[j, i]), GENRES[i], GENRES[j]))
+    for i in range(len(GTZAN_GENRES)):
+        for j in range(i + 1, len(GTZAN_GENRES)):
+            pairs.append((int(confusion[i, j] + confusion[j, i]), GTZAN_GENRES[i], GTZAN_GENRES[j]))
     pairs.sort(reverse=True)
     print("  most confused pairs (errors both ways): " + ", ".join(f"{a}/{b} {c}" for c, a, b in pairs[:top] if c))
 
@@ -69,14 +69,14 @@ def main() -> None:
     if args.clips_per_genre < 5:
         parser.error("--clips-per-genre must be at least 5 for stratified 5-fold cross-validation")
 
-    jobs = [(g, i, args.seconds, args.sample_rate, args.seed) for g in GENRES for i in range(args.clips_per_genre)]
+    jobs = [(g, i, args.seconds, args.sample_rate, args.seed) for g in GTZAN_GENRES for i in range(args.clips_per_genre)]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(clip_features, jobs, chunksize=4))
     wall = time.perf_counter() - started
     features = np.stack([f for f, _ in results])
     render_seconds = np.array([t for _, t in results])
-    labels = np.repeat(np.arange(len(GENRES)), args.clips_per_genre)
+    labels = np.repeat(np.arange(len(GTZAN_GENRES)), args.clips_per_genre)
 
     print(
         f"{len(jobs)} clips x {args.seconds:g} s at {args.sample_rate} Hz, seed {args.seed}: "

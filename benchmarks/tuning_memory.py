@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from genreflow import GENRES  # noqa: E402
+from genreflow.names import GTZAN_GENRES  # noqa: E402
 
-GENRES = list(GENRES)
+GTZAN_GENRES = list(GTZAN_GENRES)
 TRANSFER_DEFAULTS = {
     "dense_layers": 1,
     "units": 64,
@@ -82,7 +82,7 @@ def synthetic_inputs(workdir: Path):
 
     rng = np.random.default_rng(0)
     rows = []
-    for genre_index, genre in enumerate(GENRES):
+    for genre_index, genre in enumerate(GTZAN_GENRES):
         for i in range(8):
             clip = f"{genre}.{i:05d}"
             image = workdir / "synthetic/images" / f"{clip}.png"
@@ -125,10 +125,11 @@ def child(args) -> None:
     import psutil
 
     from genreflow.journal import journal_storage
+    from genreflow.models.data import load_model_data
     from genreflow.tuning import trial as trial_module
-    from genreflow.tuning.model_data import load_model_data
     from genreflow.tuning.space import RoundPlan, make_sampler
     from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.trial import TrialRule
     from genreflow.tuning.worker import RoundContext, run_trial
 
     if args.cleanup in ("keras", "none"):
@@ -141,10 +142,10 @@ def child(args) -> None:
     inputs = {key: Path(value) for key, value in json.loads(args.inputs).items()}
     manifests = {split: str(inputs[split]) for split in ("train", "valid", "test")}
     transfer = load_model_data(
-        "vgg16", str(inputs["index"]), manifests, GENRES, args.image_size, str(inputs["embeddings"])
+        "vgg16", str(inputs["index"]), manifests, GTZAN_GENRES, args.image_size, str(inputs["embeddings"])
     )
     baseline = load_model_data(
-        "baseline_cnn", str(inputs["index"]), manifests, GENRES, args.image_size
+        "baseline_cnn", str(inputs["index"]), manifests, GTZAN_GENRES, args.image_size
     )
     space = {
         "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
@@ -159,8 +160,10 @@ def child(args) -> None:
         ),
     }
     contexts = {
-        "transfer": RoundContext(plans["transfer"], TRANSFER_DEFAULTS, {}, data=transfer),
-        "baseline": RoundContext(plans["baseline"], BASELINE_DEFAULTS, {}, data=baseline),
+        kind: RoundContext(plans[kind], defaults, {}, TrialRule(plans[kind].objective, 8),
+                           data=data)
+        for kind, defaults, data in (("transfer", TRANSFER_DEFAULTS, transfer),
+                                     ("baseline", BASELINE_DEFAULTS, baseline))
     }
     import optuna
 
@@ -223,8 +226,8 @@ def main() -> None:
         inputs, source = synthetic_inputs(workdir), f"synthetic data written to {workdir}/synthetic"
         image_size = 32
     else:
-        from PIL import Image
         import pandas as pd
+        from PIL import Image
 
         with Image.open(pd.read_csv(inputs["index"])["image"].iloc[0]) as image:
             image_size = image.size[0]

@@ -60,9 +60,10 @@ def main() -> None:
     from optuna.trial import TrialState
 
     from genreflow.journal import journal_storage
-    from genreflow.tuning.model_data import load_model_data
+    from genreflow.models.data import load_model_data
     from genreflow.tuning.space import RoundPlan, make_pruner, make_sampler
     from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.trial import TrialRule
     from genreflow.tuning.worker import RoundContext, run_trial
 
     workdir = Path(args.workdir).resolve()
@@ -75,7 +76,7 @@ def main() -> None:
     data = load_model_data(
         "vgg16", str(inputs["index"]), manifests, GENRES, 0, str(inputs["embeddings"])
     )
-    from genreflow.models.heads import HEAD_DEFAULTS
+    from genreflow.hyperparameters import HEAD_DEFAULTS
 
     defaults = {**HEAD_DEFAULTS, "batch_size": 32, "epochs": args.epochs}
     plan = RoundPlan.from_config({**ROUND, "n_trials": args.trials}, "transfer")
@@ -97,7 +98,8 @@ def main() -> None:
                 pruner=make_pruner(pruner),
             )
             contexts[name] = RoundContext(
-                plan, defaults, {}, data=data, prune=pruner["kind"] != "none"
+                plan, defaults, {}, TrialRule(plan.objective, 8, prune=pruner["kind"] != "none"),
+                data=data,
             )
             seconds[name] = []
         for _ in range(args.trials):

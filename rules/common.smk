@@ -1,8 +1,9 @@
 # What every stage shares: the validated config, the corpus and its shards, wildcard
-# constraints, and the helpers of several stages. Each stage's own input functions are in
-# rules/inputs/<stage>.smk, included at the end; which jobs exist and where their files are
-# is genreflow.plan (pure functions of config values, unit-tested). Nothing here starts a
-# job.
+# constraints, and the input functions of several stages (named get_*, as the
+# snakemake-workflows repositories name them). Each stage's own input functions are in
+# rules/inputs/<stage>.smk, included at the end; which jobs exist and where their files
+# are is genreflow.plan (pure functions of config values, unit-tested), whose folder
+# patterns every rule's paths are built from. Nothing here starts a job.
 import os
 import sys
 
@@ -11,11 +12,9 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
 from genreflow import plan
 from genreflow.config import ConfigError, sorted_block, validate_config
 from genreflow.corpus import Listing, find_clips, shard_clips, synthetic_clips
-from genreflow.features import FEATURES
 from genreflow.io import read_json
-from genreflow.run_info import AUDIO_FEATURE, BASELINE, caveats, is_audio_backbone
-from genreflow.run_info import run_about as describe_run
-from genreflow.scoring import SPLITS
+from genreflow.names import AUDIO_FEATURE, BASELINE, FEATURES, SPLITS, is_audio_backbone
+from genreflow.run_info import caveats, final_about, run_about
 
 try:
     # A preset is merged over the config files (config.yaml, --configfile), and the
@@ -30,7 +29,6 @@ config.update(_validated)
 
 GENRES = config["dataset"]["genres"]
 IMAGE_FEATURES = "|".join(FEATURES)
-SYNTHETIC_ROOT = "resources/synthetic"
 BACKBONES = config["backbones"]["names"]
 IMAGE_BACKBONES = [name for name in BACKBONES if not is_audio_backbone(name)]
 AUDIO_BACKBONES = [name for name in BACKBONES if is_audio_backbone(name)]
@@ -47,6 +45,8 @@ GPU_ENV = (
     if config["training"]["conda_tensorflow"] == "gpu"
     else "../envs/tensorflow.yaml"
 )
+# What every summary must state about the run (genreflow.run_info.run_about).
+RUN_ABOUT = run_about(config)
 
 
 wildcard_constraints:
@@ -65,7 +65,9 @@ def corpus_listing():
     dataset = config["dataset"]
     if dataset["kind"] == "synthetic":
         synthetic = dataset["synthetic"]
-        clips = synthetic_clips(SYNTHETIC_ROOT, GENRES, synthetic["clips_per_genre"])
+        clips = synthetic_clips(
+            plan.SYNTHETIC_CORPUS, GENRES, synthetic["clips_per_genre"]
+        )
         return Listing(clips, [])
     try:
         return find_clips(dataset["root"], GENRES)
@@ -78,7 +80,7 @@ CLIPS = LISTING.clips
 SHARDS = shard_clips(CLIPS, config["features"]["shard_size"])
 
 
-def every_shard(pattern):
+def get_every_shard(pattern):
     """Input function: `pattern` expanded over every shard, with the job's own wildcards
     (the join rules of per-shard jobs: images indexes, audio embeddings)."""
 
@@ -88,39 +90,35 @@ def every_shard(pattern):
     return files
 
 
-def audio_settings():
+def get_audio_settings():
     return sorted_block(
         {key: value for key, value in config["audio"].items() if key != "on_bad_file"}
     )
 
 
-def musicnn_audio_settings():
+def get_musicnn_audio_settings():
     """audio settings of the musicnn jobs: without the sample rate, which musicnn fixes at
     16 kHz (resampling from the source file), so changing it does not rerun them."""
     return sorted_block(
-        {key: value for key, value in audio_settings().items() if key != "sample_rate"}
+        {
+            key: value
+            for key, value in get_audio_settings().items()
+            if key != "sample_rate"
+        }
     )
 
 
-def feature_block(wildcards):
+def get_feature_block(wildcards):
     return sorted_block(config["features"][wildcards.feature])
 
 
-def split_manifest_files(wildcards):
+def get_split_manifests(wildcards):
     return plan.split_manifests()
 
 
-def backbone_weights(wildcards):
+def get_backbone_weights(wildcards):
     """The weights file a backbone job reads: {} for random initialisation."""
     return plan.weights_input(config["backbones"]["weights"], wildcards.backbone)
-
-
-RUN_ABOUT = describe_run(config)
-
-
-def run_about():
-    """What every summary must state about the run (genreflow.run_info.run_about)."""
-    return RUN_ABOUT
 
 
 def checkpoint_file(checkpoint, name):
@@ -136,18 +134,87 @@ def checkpoint_file(checkpoint, name):
     return getattr(checkpoint.get().output, name)
 
 
-def screening_selection():
+def get_screening_selection():
     """The screening selection, best first: (backbone, feature) pairs of selection.json,
     read through the checkpoint that writes it (`checkpoint_file`)."""
     selection = checkpoint_file(checkpoints.summarize_screening, "selection")
     return [(s["backbone"], s["feature"]) for s in read_json(selection)["selected"]]
 
 
+# ---------------------------------------------------------------- models
+# What tuning, final training and prediction share about a model of (backbone, feature).
+
+
+def tuning_block(backbone):
+    """The tuning settings of a model: the baseline CNN has its own rounds and defaults."""
+    return TUNING["baseline"] if backbone == BASELINE else TUNING
+
+
+def round_count(backbone):
+    return len(tuning_block(backbone)["rounds"])
+
+
+def get_tuning_pairs():
+    """(backbone, feature) of every chain of rounds, the baseline CNN's included."""
+    if TUNING["combinations"] == "selection":
+        chosen = get_screening_selection()
+    else:
+        chosen = [(c["backbone"], c["feature"]) for c in TUNING["combinations"]]
+    try:
+        return plan.tuning_pairs(chosen, TUNING["baseline"])
+    except plan.PlanError as error:
+        raise WorkflowError(str(error)) from None
+
+
+def get_final_best_trials(wildcards):
+    """best_trial.json of the last round of every chain."""
+    return [
+        plan.round_file(backbone, feature, round_count(backbone) - 1, "best_trial.json")
+        for backbone, feature in get_tuning_pairs()
+    ]
+
+
+def get_model_inputs(wildcards):
+    """What a model of (backbone, feature) reads besides the splits (plan.model_inputs)."""
+    return plan.model_inputs(wildcards.backbone, wildcards.feature)
+
+
+def get_model_settings(wildcards):
+    """What a model of (backbone, feature) is built and trained with besides its
+    hyperparameters; final models get the same, so they are built as their trials were.
+    """
+    settings = {
+        "genres": GENRES,
+        "image_size": config["features"]["image_size"],
+        "patience": TUNING["patience"],
+        "cv_folds": TUNING["cv_folds"],
+    }
+    if wildcards.backbone != BASELINE:
+        settings["weights"] = config["backbones"]["weights"]
+        # a randomly initialised backbone is the network of the embedding cache
+        settings["backbone_seed"] = config["screening"]["seed"]
+        settings["activation_storage"] = config["training"]["activation_storage"]
+    return sorted_block(settings)
+
+
+def get_model_about(wildcards):
+    """What the (backbone, feature, round) model of a job is (genreflow.run_info.final_about):
+    for its tuning plots, its final models and its bundle."""
+    return final_about(
+        RUN_ABOUT, wildcards.backbone, wildcards.feature, int(wildcards.round)
+    )
+
+
+def get_model_notes(wildcards):
+    """The caveats, in genreflow.run_info.caveats' words, for the report captions."""
+    return caveats(get_model_about(wildcards))
+
+
 # ---------------------------------------------------------------- report
 # The report's front page (genreflow/report/workflow.rst) is rendered with the config
 # alone: the caveats (in genreflow.run_info's words) and, once summarize_final has run, the
 # chosen model's test scores (results/final/headline.json) reach it through this key.
-HEADLINE = "results/final/headline.json"
+HEADLINE = f"{plan.FINAL}/headline.json"
 config["report_front_page"] = {
     "caveats": caveats(RUN_ABOUT),
     "weights": RUN_ABOUT["weights"],

@@ -23,9 +23,9 @@ rule make_synthetic_corpus:
 
 rule check_clips:
     input:
-        shard_audio,
+        get_shard_audio,
     output:
-        "results/corpus/checked/{shard}.csv",
+        f"{plan.CORPUS}/checked/{{shard}}.csv",
     log:
         "logs/check_clips/{shard}.log",
     benchmark:
@@ -36,8 +36,8 @@ rule check_clips:
         mem_mb=500,
         runtime=30,
     params:
-        clips=shard_clip_table,
-        audio=audio_settings(),
+        clips=get_shard_clip_table,
+        audio=get_audio_settings(),
         on_bad_file=config["audio"]["on_bad_file"],
     script:
         "../workflow_scripts/check_clips.py"
@@ -47,8 +47,8 @@ rule collect_corpus:
     input:
         shard_checks(),
     output:
-        clips="results/corpus/clips.csv",
-        rejected="results/corpus/rejected.csv",
+        clips=f"{plan.CORPUS}/clips.csv",
+        rejected=f"{plan.CORPUS}/rejected.csv",
     log:
         "logs/collect_corpus/collect_corpus.log",
     conda:

@@ -14,22 +14,22 @@ localrules:
 
 rule final:
     input:
-        "results/final/summary.csv",
-        final_figures,
-        tuning_figures,
+        f"{plan.FINAL}/summary.csv",
+        get_final_figures,
+        get_tuning_figures,
 
 
 rule train_final:
     input:
-        unpack(backbone_weights),
-        unpack(split_manifest_files),
-        unpack(model_data),
-        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+        unpack(get_backbone_weights),
+        unpack(get_split_manifests),
+        unpack(get_model_inputs),
+        best=rules.collect_round.output.best,
     output:
-        metrics="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/metrics.json",
-        predictions="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/predictions.csv",
-        history="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/history.csv",
-        model="results/final/{backbone}/{feature}/round_{round}/seed_{seed}/model.keras",
+        metrics=f"{plan.FINAL_SEED}/metrics.json",
+        predictions=f"{plan.FINAL_SEED}/predictions.csv",
+        history=f"{plan.FINAL_SEED}/history.csv",
+        model=f"{plan.FINAL_SEED}/model.keras",
     log:
         "logs/train_final/{backbone}/{feature}/round_{round}/seed_{seed}.log",
     benchmark:
@@ -45,8 +45,8 @@ rule train_final:
         runtime=240,
     params:
         mixed_precision=config["training"]["mixed_precision"],
-        settings=tuning_settings,  # final models are built as their trials were
-        about=model_about,
+        settings=get_model_settings,  # final models are built as their trials were
+        about=get_model_about,
         training=final_training(),
     script:
         "../workflow_scripts/train_final.py"
@@ -54,11 +54,11 @@ rule train_final:
 
 rule combine_final_seeds:
     input:
-        unpack(final_seed_files),
+        unpack(get_final_seed_files),
     output:
-        metrics="results/final/{backbone}/{feature}/round_{round}/metrics.json",
-        predictions="results/final/{backbone}/{feature}/round_{round}/predictions.csv",
-        history="results/final/{backbone}/{feature}/round_{round}/history.csv",
+        metrics=f"{plan.FINAL_MODEL}/metrics.json",
+        predictions=f"{plan.FINAL_MODEL}/predictions.csv",
+        history=f"{plan.FINAL_MODEL}/history.csv",
     log:
         "logs/combine_final_seeds/{backbone}/{feature}/round_{round}.log",
     wildcard_constraints:
@@ -73,11 +73,11 @@ rule combine_final_seeds:
 
 rule plot_final:
     input:
-        metrics="results/final/{backbone}/{feature}/round_{round}/metrics.json",
-        history="results/final/{backbone}/{feature}/round_{round}/history.csv",
+        metrics=rules.combine_final_seeds.output.metrics,
+        history=rules.combine_final_seeds.output.history,
     output:
         accuracy=report(
-            "results/final/{backbone}/{feature}/round_{round}/accuracy.png",
+            f"{plan.FINAL_MODEL}/accuracy.png",
             caption="../workflow_scripts/genreflow/report/final_accuracy.rst",
             category="Final models",
             subcategory="{backbone} + {feature}",
@@ -89,7 +89,7 @@ rule plot_final:
             },
         ),
         loss=report(
-            "results/final/{backbone}/{feature}/round_{round}/loss.png",
+            f"{plan.FINAL_MODEL}/loss.png",
             caption="../workflow_scripts/genreflow/report/final_loss.rst",
             category="Final models",
             subcategory="{backbone} + {feature}",
@@ -101,7 +101,7 @@ rule plot_final:
             },
         ),
         confusion=report(
-            "results/final/{backbone}/{feature}/round_{round}/confusion_matrix.png",
+            f"{plan.FINAL_MODEL}/confusion_matrix.png",
             caption="../workflow_scripts/genreflow/report/final_confusion.rst",
             category="Final models",
             subcategory="{backbone} + {feature}",
@@ -121,47 +121,47 @@ rule plot_final:
     params:
         genres=GENRES,
         seeds=EVALUATION["seeds"],
-        about=model_about,
-        notes=model_notes,
+        about=get_model_about,
+        notes=get_model_notes,
     script:
         "../workflow_scripts/plot_final.py"
 
 
 checkpoint summarize_final:
     input:
-        metrics=final_files("metrics.json"),
-        predictions=final_files("predictions.csv"),
+        metrics=get_final_files("metrics.json"),
+        predictions=get_final_files("predictions.csv"),
     output:
         summary=report(
-            "results/final/summary.csv",
+            f"{plan.FINAL}/summary.csv",
             caption="../workflow_scripts/genreflow/report/final_summary.rst",
             category="Final models",
             subcategory="Summary",
             labels={"result": "all final models (CSV)"},
         ),
         table=report(
-            "results/final/table5.md",
+            f"{plan.FINAL}/table5.md",
             caption="../workflow_scripts/genreflow/report/final_table5.rst",
             category="Final models",
             subcategory="Summary",
             labels={"result": "Table 5: macro-F1 per model and round"},
         ),
         scores=report(
-            "results/final/scores.png",
+            f"{plan.FINAL}/scores.png",
             caption="../workflow_scripts/genreflow/report/final_scores.rst",
             category="Final models",
             subcategory="Summary",
             labels={"result": "validation and test macro-F1 per model (figure)"},
         ),
         # the chosen model's test scores, for the report's front page
-        headline="results/final/headline.json",
+        headline=HEADLINE,
     log:
         "logs/summarize_final/summarize_final.log",
     conda:
         "../envs/tensorflow.yaml"
     params:
-        about=run_about(),
-        notes=caveats(run_about()),
+        about=RUN_ABOUT,
+        notes=caveats(RUN_ABOUT),
         seeds=EVALUATION["seeds"],
         genres=GENRES,
         bootstrap=sorted_block(config["bootstrap"]),

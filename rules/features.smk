@@ -9,10 +9,10 @@ localrules:
 
 rule make_images:
     input:
-        "results/corpus/checked/{shard}.csv",
+        rules.check_clips.output[0],
     output:
-        images=directory("results/features/{feature}/images/{shard}"),
-        index="results/features/{feature}/shards/{shard}.csv",
+        images=directory(f"{plan.FEATURE}/images/{{shard}}"),
+        index=f"{plan.FEATURE}/shards/{{shard}}.csv",
     log:
         "logs/make_images/{feature}/{shard}.log",
     benchmark:
@@ -25,8 +25,8 @@ rule make_images:
         mem_mb=1000,
         runtime=60,
     params:
-        block=feature_block,
-        audio=audio_settings(),
+        block=get_feature_block,
+        audio=get_audio_settings(),
         segment_seconds=config["segments"]["seconds"],
         image_size=config["features"]["image_size"],
     script:
@@ -35,9 +35,9 @@ rule make_images:
 
 rule index_images:
     input:
-        every_shard("results/features/{feature}/shards/{shard}.csv"),
+        get_every_shard(rules.make_images.output.index),
     output:
-        "results/features/{feature}/index.csv",
+        f"{plan.FEATURE}/index.csv",
     log:
         "logs/index_images/{feature}.log",
     wildcard_constraints:

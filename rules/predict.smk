@@ -13,16 +13,16 @@ localrules:
 
 rule export:
     input:
-        exported_bundle,
+        get_exported_bundle,
 
 
 rule export_model:
     input:
-        unpack(export_inputs),
+        unpack(get_export_inputs),
     output:
-        model="results/export/{backbone}/{feature}/round_{round}/model.keras",
-        preprocessing="results/export/{backbone}/{feature}/round_{round}/preprocessing.json",
-        readme="results/export/{backbone}/{feature}/round_{round}/README.md",
+        model=f"{plan.EXPORT}/model.keras",
+        preprocessing=f"{plan.EXPORT}/preprocessing.json",
+        readme=f"{plan.EXPORT}/README.md",
     log:
         "logs/export_model/{backbone}/{feature}/round_{round}.log",
     wildcard_constraints:
@@ -30,23 +30,23 @@ rule export_model:
     conda:
         "../envs/tensorflow.yaml"
     params:
-        settings=export_settings,
+        settings=get_export_settings,
     script:
         "../workflow_scripts/export_model.py"
 
 
 rule predict:
     input:
-        predict_targets,
+        get_predict_targets,
 
 
 rule predict_shard:
     input:
-        unpack(predict_bundle),
-        audio=predict_shard_files,
+        unpack(get_predict_bundle),
+        audio=get_predict_shard_files,
     output:
-        predictions="results/predict/{name}/shards/{shard}.csv",
-        rejected="results/predict/{name}/shards/{shard}.rejected.csv",
+        predictions=f"{plan.PREDICTIONS}/shards/{{shard}}.csv",
+        rejected=f"{plan.PREDICTIONS}/shards/{{shard}}.rejected.csv",
     log:
         "logs/predict_shard/{name}/{shard}.log",
     benchmark:
@@ -66,21 +66,19 @@ rule predict_shard:
 
 rule collect_predictions:
     input:
-        unpack(predict_bundle),
-        predictions=every_predict_shard("results/predict/{name}/shards/{shard}.csv"),
-        rejected=every_predict_shard(
-            "results/predict/{name}/shards/{shard}.rejected.csv"
-        ),
+        unpack(get_predict_bundle),
+        predictions=get_every_predict_shard(rules.predict_shard.output.predictions),
+        rejected=get_every_predict_shard(rules.predict_shard.output.rejected),
     output:
         predictions=report(
-            "results/predict/{name}/predictions.csv",
+            f"{plan.PREDICTIONS}/predictions.csv",
             caption="../workflow_scripts/genreflow/report/predict_table.rst",
             category="Predictions",
             labels={"result": "predicted genre per file (CSV)"},
         ),
-        rejected="results/predict/{name}/rejected.csv",
+        rejected=f"{plan.PREDICTIONS}/rejected.csv",
         figure=report(
-            "results/predict/{name}/probabilities.png",
+            f"{plan.PREDICTIONS}/probabilities.png",
             caption="../workflow_scripts/genreflow/report/predict_figure.rst",
             category="Predictions",
             labels={"result": "genre probabilities per file (figure)"},
@@ -90,8 +88,8 @@ rule collect_predictions:
     conda:
         "../envs/tensorflow.yaml"
     params:
-        not_audio=predict_not_audio(),
-        notes=caveats(run_about()),
-        about=run_about(),
+        not_audio=PREDICT_NOT_AUDIO,
+        notes=caveats(RUN_ABOUT),
+        about=RUN_ABOUT,
     script:
         "../workflow_scripts/collect_predictions.py"

@@ -11,12 +11,12 @@ localrules:
 
 rule screening:
     input:
-        "results/screening/selection.json",
+        f"{plan.SCREENING}/selection.json",
 
 
 rule fetch_weights:
     output:
-        "resources/weights/{backbone}/imagenet_notop.h5",
+        plan.IMAGENET_WEIGHTS,
     log:
         "logs/fetch_weights/{backbone}.log",
     conda:
@@ -27,10 +27,10 @@ rule fetch_weights:
 
 rule embed_images:
     input:
-        unpack(backbone_weights),
-        index="results/features/{feature}/index.csv",
+        unpack(get_backbone_weights),
+        index=rules.index_images.output[0],
     output:
-        "results/embeddings/{backbone}/{feature}.npz",
+        f"{plan.EMBEDDINGS}/{{feature}}.npz",
     log:
         "logs/embed_images/{backbone}/{feature}.log",
     benchmark:
@@ -61,10 +61,10 @@ rule embed_images:
 # of clips per job like the image jobs. The job verifies the restored weights.
 rule embed_audio:
     input:
-        unpack(musicnn_checkpoint),
-        clips="results/corpus/checked/{shard}.csv",
+        unpack(get_musicnn_checkpoint),
+        clips=rules.check_clips.output[0],
     output:
-        "results/embeddings/{backbone}/audio/shards/{shard}.npz",
+        f"{plan.EMBEDDINGS}/audio/shards/{{shard}}.npz",
     log:
         "logs/embed_audio/{backbone}/{shard}.log",
     benchmark:
@@ -80,7 +80,7 @@ rule embed_audio:
     params:
         layer=MUSICNN["layer"],
         batch_size=MUSICNN["batch_size"],
-        audio=musicnn_audio_settings(),
+        audio=get_musicnn_audio_settings(),
         segment_seconds=config["segments"]["seconds"],
         genres=GENRES,
     script:
@@ -89,9 +89,9 @@ rule embed_audio:
 
 rule join_audio_embeddings:
     input:
-        every_shard("results/embeddings/{backbone}/audio/shards/{shard}.npz"),
+        get_every_shard(rules.embed_audio.output[0]),
     output:
-        "results/embeddings/{backbone}/audio.npz",
+        f"{plan.EMBEDDINGS}/audio.npz",
     log:
         "logs/join_audio_embeddings/{backbone}.log",
     wildcard_constraints:
@@ -104,13 +104,13 @@ rule join_audio_embeddings:
 
 rule train_screening:
     input:
-        unpack(split_manifest_files),
-        embeddings="results/embeddings/{backbone}/{feature}.npz",
+        unpack(get_split_manifests),
+        embeddings=f"{plan.EMBEDDINGS}/{{feature}}.npz",
     output:
-        metrics="results/screening/{backbone}/{feature}/metrics.json",
-        history="results/screening/{backbone}/{feature}/history.csv",
-        predictions="results/screening/{backbone}/{feature}/predictions.csv",
-        folds="results/screening/{backbone}/{feature}/folds.csv",
+        metrics=f"{plan.SCREENED}/metrics.json",
+        history=f"{plan.SCREENED}/history.csv",
+        predictions=f"{plan.SCREENED}/predictions.csv",
+        folds=f"{plan.SCREENED}/folds.csv",
     log:
         "logs/train_screening/{backbone}/{feature}.log",
     benchmark:
@@ -126,7 +126,7 @@ rule train_screening:
         head=sorted_block(config["screening"]["head"]),
         training=screening_training(),
         genres=GENRES,
-        about=screening_about,
+        about=get_screening_about,
     script:
         "../workflow_scripts/train_screening.py"
 
@@ -136,27 +136,27 @@ checkpoint summarize_screening:
         metrics=screening_files("metrics.json"),
         predictions=screening_files("predictions.csv"),
     output:
-        summary="results/screening/summary.csv",
+        summary=f"{plan.SCREENING}/summary.csv",
         tables=report(
-            "results/screening/tables.md",
+            f"{plan.SCREENING}/tables.md",
             caption="../workflow_scripts/genreflow/report/screening_tables.rst",
             category="Screening",
             labels={"table": "F1 per backbone and image type"},
         ),
         heatmap=report(
-            "results/screening/heatmap.png",
+            f"{plan.SCREENING}/heatmap.png",
             caption="../workflow_scripts/genreflow/report/screening_heatmap.rst",
             category="Screening",
             labels={"figure": "backbone x image type heatmap"},
         ),
-        selection="results/screening/selection.json",
+        selection=f"{plan.SCREENING}/selection.json",
     log:
         "logs/summarize_screening/summarize_screening.log",
     conda:
         "../envs/tensorflow.yaml"
     params:
-        about=run_about(),
-        notes=caveats(run_about()),
+        about=RUN_ABOUT,
+        notes=caveats(RUN_ABOUT),
         genres=GENRES,
         bootstrap=sorted_block(config["bootstrap"]),
         protocol={

@@ -18,34 +18,34 @@ rule segments:
 
 use rule make_images as segment_images with:
     output:
-        images=directory("results/segments/{length}/features/{feature}/images/{shard}"),
-        index="results/segments/{length}/features/{feature}/shards/{shard}.csv",
+        images=directory(f"{plan.SEGMENT_FEATURE}/images/{{shard}}"),
+        index=f"{plan.SEGMENT_FEATURE}/shards/{{shard}}.csv",
     log:
         "logs/segment_images/{length}/{feature}/{shard}.log",
     benchmark:
         "benchmarks/segment_images/{length}/{feature}/{shard}.tsv"
     params:
-        block=feature_block,
-        audio=audio_settings(),
-        segment_seconds=segment_seconds,
+        block=get_feature_block,
+        audio=get_audio_settings(),
+        segment_seconds=get_segment_seconds,
         image_size=config["features"]["image_size"],
 
 
 use rule index_images as segment_index_images with:
     input:
-        every_shard("results/segments/{length}/features/{feature}/shards/{shard}.csv"),
+        get_every_shard(rules.segment_images.output.index),
     output:
-        "results/segments/{length}/features/{feature}/index.csv",
+        f"{plan.SEGMENT_FEATURE}/index.csv",
     log:
         "logs/segment_index_images/{length}/{feature}.log",
 
 
 use rule embed_images as segment_embed_images with:
     input:
-        unpack(backbone_weights),
-        index="results/segments/{length}/features/{feature}/index.csv",
+        unpack(get_backbone_weights),
+        index=rules.segment_index_images.output[0],
     output:
-        "results/segments/{length}/embeddings/{backbone}/{feature}.npz",
+        f"{plan.SEGMENT_EMBEDDINGS}/{{feature}}.npz",
     log:
         "logs/segment_embed_images/{length}/{backbone}/{feature}.log",
     benchmark:
@@ -54,7 +54,7 @@ use rule embed_images as segment_embed_images with:
 
 use rule embed_audio as segment_embed_audio with:
     output:
-        "results/segments/{length}/embeddings/{backbone}/audio/shards/{shard}.npz",
+        f"{plan.SEGMENT_EMBEDDINGS}/audio/shards/{{shard}}.npz",
     log:
         "logs/segment_embed_audio/{length}/{backbone}/{shard}.log",
     benchmark:
@@ -62,31 +62,29 @@ use rule embed_audio as segment_embed_audio with:
     params:
         layer=MUSICNN["layer"],
         batch_size=MUSICNN["batch_size"],
-        audio=musicnn_audio_settings(),
-        segment_seconds=segment_seconds,
+        audio=get_musicnn_audio_settings(),
+        segment_seconds=get_segment_seconds,
         genres=GENRES,
 
 
 use rule join_audio_embeddings as segment_join_audio_embeddings with:
     input:
-        every_shard(
-            "results/segments/{length}/embeddings/{backbone}/audio/shards/{shard}.npz"
-        ),
+        get_every_shard(rules.segment_embed_audio.output[0]),
     output:
-        "results/segments/{length}/embeddings/{backbone}/audio.npz",
+        f"{plan.SEGMENT_EMBEDDINGS}/audio.npz",
     log:
         "logs/segment_join_audio_embeddings/{length}/{backbone}.log",
 
 
 use rule train_screening as segment_train_screening with:
     input:
-        unpack(split_manifest_files),
-        embeddings="results/segments/{length}/embeddings/{backbone}/{feature}.npz",
+        unpack(get_split_manifests),
+        embeddings=f"{plan.SEGMENT_EMBEDDINGS}/{{feature}}.npz",
     output:
-        metrics="results/segments/{length}/screening/{backbone}/{feature}/metrics.json",
-        history="results/segments/{length}/screening/{backbone}/{feature}/history.csv",
-        predictions="results/segments/{length}/screening/{backbone}/{feature}/predictions.csv",
-        folds="results/segments/{length}/screening/{backbone}/{feature}/folds.csv",
+        metrics=f"{plan.SEGMENT_SCREENED}/metrics.json",
+        history=f"{plan.SEGMENT_SCREENED}/history.csv",
+        predictions=f"{plan.SEGMENT_SCREENED}/predictions.csv",
+        folds=f"{plan.SEGMENT_SCREENED}/folds.csv",
     log:
         "logs/segment_train_screening/{length}/{backbone}/{feature}.log",
     benchmark:
@@ -95,23 +93,23 @@ use rule train_screening as segment_train_screening with:
 
 rule summarize_segments:
     input:
-        metrics=segment_files("metrics.json"),
-        predictions=segment_files("predictions.csv"),
+        metrics=get_segment_files("metrics.json"),
+        predictions=get_segment_files("predictions.csv"),
     output:
         summary=report(
-            "results/segments/summary.csv",
+            f"{plan.SEGMENTS}/summary.csv",
             caption="../workflow_scripts/genreflow/report/segments_summary.rst",
             category="Segments",
             labels={"result": "whole clips vs segments (CSV)"},
         ),
         table=report(
-            "results/segments/comparison.md",
+            f"{plan.SEGMENTS}/comparison.md",
             caption="../workflow_scripts/genreflow/report/segments_table.rst",
             category="Segments",
             labels={"result": "whole clips vs segments (table)"},
         ),
         figure=report(
-            "results/segments/comparison.png",
+            f"{plan.SEGMENTS}/comparison.png",
             caption="../workflow_scripts/genreflow/report/segments_figure.rst",
             category="Segments",
             labels={"result": "whole clips vs segments (figure)"},
@@ -121,10 +119,10 @@ rule summarize_segments:
     conda:
         "../envs/tensorflow.yaml"
     params:
-        rows=segment_rows,
+        rows=get_segment_rows,
         genres=GENRES,
         bootstrap=sorted_block(config["bootstrap"]),
-        about=run_about(),
-        notes=caveats(run_about()),
+        about=RUN_ABOUT,
+        notes=caveats(RUN_ABOUT),
     script:
         "../workflow_scripts/summarize_segments.py"

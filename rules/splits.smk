@@ -21,14 +21,14 @@ rule fetch_split_lists:
 
 rule make_splits:
     input:
-        unpack(split_list_files),
-        clips="results/corpus/clips.csv",
-        rejected="results/corpus/rejected.csv",
+        unpack(get_split_lists),
+        clips=rules.collect_corpus.output.clips,
+        rejected=rules.collect_corpus.output.rejected,
     output:
-        train="results/splits/train.csv",
-        valid="results/splits/valid.csv",
-        test="results/splits/test.csv",
-        unmatched="results/splits/unmatched_list_entries.csv",
+        train=plan.split_manifest("train"),
+        valid=plan.split_manifest("valid"),
+        test=plan.split_manifest("test"),
+        unmatched=f"{plan.SPLITS_FOLDER}/unmatched_list_entries.csv",
     log:
         "logs/make_splits/make_splits.log",
     conda:

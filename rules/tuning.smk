@@ -11,14 +11,14 @@ localrules:
 
 rule tuning:
     input:
-        final_best_trials,
+        get_final_best_trials,
 
 
 rule tune_round:
     input:
-        unpack(tuning_round_inputs),
+        unpack(get_round_inputs),
     output:
-        "results/tuning/{backbone}/{feature}/round_{round}/workers/{worker}.json",
+        f"{plan.TUNING_ROUND}/workers/{{worker}}.json",
     log:
         "logs/tune_round/{backbone}/{feature}/round_{round}/{worker}.log",
     benchmark:
@@ -34,24 +34,24 @@ rule tune_round:
         runtime=240,
     params:
         mixed_precision=config["training"]["mixed_precision"],
-        round=tuning_round_block,
-        defaults=tuning_defaults,
-        inherited=tuning_inherited,
-        pruner=tuning_pruner,
-        settings=tuning_settings,
+        round=get_round_block,
+        defaults=get_round_defaults,
+        inherited=get_inherited,
+        pruner=get_round_pruner,
+        settings=get_model_settings,
         workers=TUNING["workers"],
-        journal=tuning_journal,
+        journal=get_round_journal,
     script:
         "../workflow_scripts/tune_round.py"
 
 
 checkpoint collect_round:
     input:
-        tuning_worker_notes,
+        get_round_worker_notes,
     output:
-        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+        best=f"{plan.TUNING_ROUND}/best_trial.json",
         trials=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/trials.csv",
+            f"{plan.TUNING_ROUND}/trials.csv",
             category="Tuning",
             labels={
                 "model": "{backbone}",
@@ -67,8 +67,8 @@ checkpoint collect_round:
     conda:
         "../envs/tensorflow.yaml"
     params:
-        round=tuning_round_block,
-        about=run_about(),
+        round=get_round_block,
+        about=RUN_ABOUT,
     script:
         "../workflow_scripts/collect_round.py"
 
@@ -77,10 +77,10 @@ rule plot_tuning_round:
     input:
         # The journal is no rule's output (tune_round gets it as a param); best_trial.json
         # is written by collect_round once every trial of the round is in the journal.
-        best="results/tuning/{backbone}/{feature}/round_{round}/best_trial.json",
+        best=rules.collect_round.output.best,
     output:
         history=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/optimization_history.png",
+            f"{plan.TUNING_ROUND}/plots/optimization_history.png",
             caption="../workflow_scripts/genreflow/report/tuning_history.rst",
             category="Tuning",
             subcategory="{backbone} + {feature}",
@@ -92,7 +92,7 @@ rule plot_tuning_round:
             },
         ),
         importances=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/param_importances.png",
+            f"{plan.TUNING_ROUND}/plots/param_importances.png",
             caption="../workflow_scripts/genreflow/report/tuning_importances.rst",
             category="Tuning",
             subcategory="{backbone} + {feature}",
@@ -104,7 +104,7 @@ rule plot_tuning_round:
             },
         ),
         parallel=report(
-            "results/tuning/{backbone}/{feature}/round_{round}/plots/parallel_coordinate.png",
+            f"{plan.TUNING_ROUND}/plots/parallel_coordinate.png",
             caption="../workflow_scripts/genreflow/report/tuning_parallel.rst",
             category="Tuning",
             subcategory="{backbone} + {feature}",
@@ -122,8 +122,8 @@ rule plot_tuning_round:
     conda:
         "../envs/tensorflow.yaml"
     params:
-        journal=tuning_journal,
-        about=model_about,
-        notes=model_notes,
+        journal=get_round_journal,
+        about=get_model_about,
+        notes=get_model_notes,
     script:
         "../workflow_scripts/plot_tuning_round.py"

@@ -84,7 +84,7 @@ def make_faulty_files(folder, seconds=6.0):
 def make_tiny_gtzan(root, clips_per_genre=3, seconds=6.0):
     """A corpus in the Kaggle GTZAN layout from the synthetic generator, plus odd but valid
     files: a stereo 44.1 kHz WAV and an .au file. Returns the folder of genre folders."""
-    from genreflow import GENRES
+    from genreflow.names import GTZAN_GENRES
     from genreflow.synthetic import write_corpus
 
     write_corpus(root, clips_per_genre, seconds, log=lambda message: None)
@@ -94,7 +94,7 @@ def make_tiny_gtzan(root, clips_per_genre=3, seconds=6.0):
     soundfile.write(folder / "classical" / "classical.80000.au", tone(seconds), 22050, format="AU", subtype="PCM_16")
     # a float file 8x beyond full scale: accepted, with its peak reported
     soundfile.write(folder / "rock" / "rock.80000.wav", 8 * tone(seconds), 22050, subtype="FLOAT")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(GENRES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(GTZAN_GENRES)
     return folder
 
 

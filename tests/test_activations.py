@@ -1,4 +1,4 @@
-"""Fine-tuning on cached activations (genreflow.activations) is the end-to-end model."""
+"""Fine-tuning on cached activations (genreflow.models.activations) is the end-to-end model."""
 
 import os
 
@@ -10,19 +10,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreflow import activations, data as data_module
-from genreflow.activations import ActivationCache, activation_dataset, cut_backbone
-from genreflow.data import image_dataset
+from genreflow.models import activations
+from genreflow.models.activations import ActivationCache, activation_dataset, cut_backbone
 from genreflow.models.backbones import (
     BACKBONES,
     build_backbone,
     compute_embeddings,
     resolve_trainable_layers,
 )
+from genreflow.models.build import build_model, end_to_end_model
+from genreflow.models.data import ModelData
 from genreflow.models.heads import feature_statistics
+from genreflow.models.images import image_dataset
 from genreflow.models.train import predict_proba, train
-from genreflow.tuning.model_data import ModelData
-from genreflow.tuning.trial import trial_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -150,9 +150,7 @@ def _train(built, epochs=3):
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_fine_tuning_on_cached_activations_is_fine_tuning_end_to_end(
-    name, corpus, weights, monkeypatch
-):
+def test_fine_tuning_on_cached_activations_is_fine_tuning_end_to_end(name, corpus, weights):
     """The same model trained from the same weights and seed, once end to end on images and
     once on the cached activations below its trainable tail, predicts the same and ends
     with the same backbone weights. Float32 storage (the default): float16 is the next test."""
@@ -160,20 +158,15 @@ def test_fine_tuning_on_cached_activations_is_fine_tuning_end_to_end(
     data = _model_data(name, corpus, weights, storage="float32")  # the default
 
     keras.backend.clear_session()  # as before every trial (tuning.train_trial)
-    tail = trial_model(data, params, seed=0)
+    tail = build_model(data, params, seed=0)
     assert tail.trained_on == "activations"
     fitted_tail = _train(tail)
     on_activations = predict_proba(tail.model, tail.validation.inputs)
     tail_backbone = tail.backbone.get_weights()
 
-    monkeypatch.setattr(data_module, "AUGMENTATION", ("a test's transform",))
-    monkeypatch.setattr(activations, "AUGMENTATION", ("a test's transform",))
-    said = []
-    data.log = said.append
     keras.backend.clear_session()
-    whole = trial_model(data, params, seed=0)
+    whole = end_to_end_model(data, params, seed=0)
     assert whole.trained_on == "images"
-    assert "activation cache is off" in said[0] and "a test's transform" in said[0]
     fitted_whole = _train(whole)
     on_images = predict_proba(whole.model, whole.validation.inputs)
 
@@ -202,13 +195,13 @@ def test_float16_activations_predict_as_float32(corpus, weights, monkeypatch):
     said = []
     data.log = said.append
     keras.backend.clear_session()
-    half = trial_model(data, params, seed=0)
+    half = build_model(data, params, seed=0)
     assert half.validation.inputs.dtype == np.float16
     assert "float16" in said[0] and "block4_pool" in said[0]
     _train(half)
     data.activations, data.activation_storage = None, "float32"
     keras.backend.clear_session()
-    full = trial_model(data, params, seed=0)
+    full = build_model(data, params, seed=0)
     assert full.validation.inputs.dtype == np.float32
     _train(full)
     np.testing.assert_allclose(predict_proba(half.model, half.validation.inputs),
@@ -220,7 +213,7 @@ def test_float16_is_refused_where_it_would_move_the_heads_input(corpus, weights,
     data = _model_data("vgg16", corpus, weights)
     said = []
     data.log = said.append
-    built = trial_model(data, {**HEAD, "trainable_layers": "last_block"}, seed=0)
+    built = build_model(data, {**HEAD, "trainable_layers": "last_block"}, seed=0)
     assert built.validation.inputs.dtype == np.float32
     assert "float32" in said[0] and "float16 moves the head's input by" in said[0]
     assert "float32" in said[1]  # valid follows train's choice
@@ -232,10 +225,10 @@ def test_activations_are_computed_once_per_job(corpus, weights):
     data.log = said.append
     params = {**HEAD, "trainable_layers": "last_block"}
     for seed in (0, 1, 2):
-        trial_model(data, params, seed=seed)
+        build_model(data, params, seed=seed)
     assert len([line for line in said if line.startswith("cached")]) == 2  # train, valid
     assert "float32" in said[0] and "float16 moves" not in said[0]  # not even tried
-    trial_model(data, {**params, "trainable_layers": 2}, seed=0)
+    build_model(data, {**params, "trainable_layers": 2}, seed=0)
     assert len([line for line in said if line.startswith("cached")]) == 4  # another cut
 
 
@@ -267,6 +260,7 @@ def test_a_cross_validated_fine_tuning_trial_is_the_mean_of_its_folds(corpus, we
     from genreflow.journal import journal_storage
     from genreflow.tuning.space import RoundPlan
     from genreflow.tuning.study import claim_trial
+    from genreflow.tuning.trial import TrialRule
     from genreflow.tuning.worker import RoundContext, run_trial
 
     data = _model_data("vgg16", corpus, weights, storage="float32")
@@ -282,8 +276,8 @@ def test_a_cross_validated_fine_tuning_trial_is_the_mean_of_its_folds(corpus, we
     plan = RoundPlan.from_config({"fixed": {**HEAD, "trainable_layers": "last_block"},
                                   "n_trials": 1}, "transfer")
     trial = claim_trial(study, 1, 0, "x")
-    state = run_trial(study, trial, RoundContext(plan, HEAD, {}, data=data, cv_folds=3),
-                      log=said.append)
+    state = run_trial(study, trial, RoundContext(plan, HEAD, {}, TrialRule(plan.objective, 8, 3),
+                                                 data=data), log=said.append)
     assert state == TrialState.COMPLETE, said
     done = study.trials[0]
     folds = done.user_attrs["fold_values"]

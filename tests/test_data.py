@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreflow import GENRES
-from genreflow.data import examples_for_split, image_dataset, load_images
+from genreflow.models.images import examples_for_split, image_dataset, load_images
+from genreflow.names import GTZAN_GENRES
 from genreflow.scoring import genre_labels
 
 SIZE = 32
@@ -47,7 +47,7 @@ def feature_dir(tmp_path):
 
 def test_examples_for_split_joins_and_sorts(feature_dir):
     directory, _ = feature_dir
-    examples = examples_for_split(directory / "index.csv", directory / "train.csv", GENRES)
+    examples = examples_for_split(directory / "index.csv", directory / "train.csv", GTZAN_GENRES)
     assert list(examples.columns) == ["clip", "segment", "genre", "image", "label"]
     assert list(zip(examples["clip"], examples["segment"])) == [
         ("blues.00003", 0),
@@ -70,7 +70,7 @@ def test_manifest_clip_without_image_names_files(feature_dir):
         {"clip": ["jazz.00001", "blues.00003"], "genre": ["jazz", "blues"]}
     ).to_csv(directory / "valid.csv", index=False)
     with pytest.raises(ValueError) as error:
-        examples_for_split(directory / "index.csv", directory / "valid.csv", GENRES)
+        examples_for_split(directory / "index.csv", directory / "valid.csv", GTZAN_GENRES)
     message = str(error.value)
     assert "jazz.00001" in message and "valid.csv" in message and "index.csv" in message
 
@@ -81,10 +81,10 @@ def test_genre_disagreement_and_unknown_genre(feature_dir):
         directory / "bad.csv", index=False
     )
     with pytest.raises(ValueError, match="rock.00002"):
-        examples_for_split(directory / "index.csv", directory / "bad.csv", GENRES)
+        examples_for_split(directory / "index.csv", directory / "bad.csv", GTZAN_GENRES)
     with pytest.raises(ValueError, match=r"some.csv: genre\(s\) \[.polka.\] are not in dataset.genres"):
-        genre_labels(["blues", "polka"], GENRES, "some.csv")
-    assert genre_labels(GENRES, GENRES, "x").tolist() == list(range(10))
+        genre_labels(["blues", "polka"], GTZAN_GENRES, "some.csv")
+    assert genre_labels(GTZAN_GENRES, GTZAN_GENRES, "x").tolist() == list(range(10))
     # labels are positions in the run's own genres, whatever they are called
     assert genre_labels(["zouk", "ambient", "zouk"], ["ambient", "drone", "zouk"], "x").tolist() == [2, 0, 2]
 

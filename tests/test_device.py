@@ -3,7 +3,7 @@ the fix; elsewhere nothing changes, and every job says which device it runs on."
 
 import pytest
 
-from genreflow.device import allocated_gpus, prepare_tensorflow
+from genreflow.jobs import allocated_gpus, prepare_tensorflow
 
 
 def test_what_counts_as_a_gpu_allocation():

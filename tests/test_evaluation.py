@@ -13,24 +13,17 @@ import pytest
 from PIL import Image
 from sklearn.metrics import accuracy_score, f1_score
 
-from genreflow import GENRES
-from genreflow.evaluation import (
-    check_best_trial,
-    combine_seeds,
-    format_mean_std,
-    mean_std,
-    summarize_final,
-    summary_table,
-    table5_markdown,
-    train_final,
-)
+from genreflow.evaluation.seeds import combine_seeds, format_mean_std, mean_std
+from genreflow.evaluation.summary import summarize_final, summary_table, table5_markdown
+from genreflow.evaluation.train import check_best_trial, train_final
 from genreflow.intervals import Bootstrap
 from genreflow.io import read_json, save_embeddings, write_json
 from genreflow.models.backbones import compute_embeddings
+from genreflow.models.data import ModelInputs, ModelSettings
 from genreflow.models.train import predict_proba
-from genreflow.run_info import BASELINE, caveats, final_about
-from genreflow.scoring import SPLITS, genre_labels, track_predictions
-from genreflow.tuning.model_data import ModelInputs
+from genreflow.names import BASELINE, GTZAN_GENRES, SPLITS
+from genreflow.run_info import caveats, final_about
+from genreflow.scoring import genre_labels, track_predictions
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation:DeprecationWarning"
@@ -39,8 +32,8 @@ pytestmark = pytest.mark.filterwarnings(
 SIZE = 32
 RUN_ABOUT = {"corpus": "synthetic", "split": "random", "weights": "none",
              "weights_source": "none", "pretrained": False}
-SETTINGS = {"genres": list(GENRES), "image_size": SIZE, "patience": 3, "weights": "none",
-            "backbone_seed": 0}
+SETTINGS = ModelSettings(genres=GTZAN_GENRES, image_size=SIZE, patience=3, weights="none",
+                         backbone_seed=0)
 BOOTSTRAP = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 
 
@@ -53,7 +46,7 @@ def _corpus(root, segments):
     embedding cache of a randomly initialised VGG16 (seed 0), as embed_images makes it."""
     rng = np.random.default_rng(0)
     rows, manifests = [], {split: [] for split in SPLITS}
-    for g, genre in enumerate(GENRES):
+    for g, genre in enumerate(GTZAN_GENRES):
         for c, split in enumerate(SPLITS):
             clip = f"{genre}.0000{c}"
             manifests[split].append({"clip": clip, "genre": genre})
@@ -74,7 +67,7 @@ def _corpus(root, segments):
         pd.DataFrame(members).to_csv(paths[split], index=False)
     embeddings = compute_embeddings("vgg16", SIZE, None, list(index["image"]), batch_size=8, seed=0)
     save_embeddings(root / "vgg16.npz", embeddings, index["clip"], index["segment"],
-                    genre_labels(index["genre"], GENRES, "index"))
+                    genre_labels(index["genre"], GTZAN_GENRES, "index"))
     return str(root / "index.csv"), str(root / "vgg16.npz"), paths
 
 
@@ -117,7 +110,7 @@ def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
             outputs[name].append(paths[f"{name}.json" if name == "metrics" else f"{name}.csv"])
     combined = {name: str(folder / name) for name in
                 ("metrics.json", "predictions.csv", "history.csv")}
-    combine_seeds(outputs["metrics"], outputs["predictions"], outputs["history"], GENRES,
+    combine_seeds(outputs["metrics"], outputs["predictions"], outputs["history"], GTZAN_GENRES,
                   combined["metrics.json"], combined["predictions.csv"],
                   combined["history.csv"], log=lambda message: None)
     return combined
@@ -126,14 +119,14 @@ def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
 def _summarize(root, combined):
     summary = root / "summary.csv"
     summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], RUN_ABOUT,
-                    GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
+                    GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
                     str(root / "scores.png"), str(root / "headline.json"),
                     log=lambda message: None)
     return pd.read_csv(summary)
 
 
 def _sklearn_scores(frame):
-    labels = list(GENRES)
+    labels = list(GTZAN_GENRES)
     return (
         f1_score(frame["true"], frame["predicted"], labels=labels, average="macro",
                  zero_division=0),
@@ -197,7 +190,7 @@ def test_final_model_files(vgg_run):
     assert metrics["tuning"]["value"] == 0.5 and metrics["params"]["units"] == 16
     assert metrics["trained_on"] == "embeddings" and metrics["patience"] == 3
     per_class = metrics["test"]["tracks"]["per_class"]
-    assert set(per_class) == set(GENRES)
+    assert set(per_class) == set(GTZAN_GENRES)
     assert set(per_class["jazz"]) == {"precision", "recall", "f1", "support"}
     assert set(per_class["jazz"]["f1"]) == {"mean", "std", "n"}
     pooled = np.asarray(metrics["test"]["tracks"]["confusion_matrix_pooled"])
@@ -219,8 +212,8 @@ def test_final_model_files(vgg_run):
 
 def _assert_the_saved_model_gives_the_jobs_test_predictions(seed_dir, index, manifests):
     """model.keras takes images: on the test images it gives the job's predictions.csv."""
-    from genreflow.data import image_dataset
     from genreflow.models.backbones import backbone_spec
+    from genreflow.models.images import image_dataset
 
     model = keras.models.load_model(seed_dir / "model.keras")
     assert model.input_shape == (None, SIZE, SIZE, 3)
@@ -233,7 +226,7 @@ def _assert_the_saved_model_gives_the_jobs_test_predictions(seed_dir, index, man
     saved = saved[saved["split"] == "test"]
     assert list(saved["clip"]) == list(images["clip"])
     np.testing.assert_allclose(
-        saved[[f"p_{genre}" for genre in GENRES]].to_numpy(), predict_proba(model, dataset),
+        saved[[f"p_{genre}" for genre in GTZAN_GENRES]].to_numpy(), predict_proba(model, dataset),
         atol=1e-4,
     )
 
@@ -279,7 +272,7 @@ def test_segments_give_track_and_segment_scores(segment_run):
     segment_f1, segment_accuracy = _sklearn_scores(test)
     assert row["test_segment_macro_f1_mean"] == pytest.approx(segment_f1, abs=1e-12)
     assert row["test_segment_accuracy_mean"] == pytest.approx(segment_accuracy, abs=1e-12)
-    tracks = track_predictions(test, GENRES)
+    tracks = track_predictions(test, GTZAN_GENRES)
     track_f1, track_accuracy = _sklearn_scores(tracks)
     assert row["test_macro_f1_mean"] == pytest.approx(track_f1, abs=1e-12)
     assert row["test_accuracy_mean"] == pytest.approx(track_accuracy, abs=1e-12)
@@ -305,8 +298,8 @@ def test_a_final_model_is_its_trials_model(tmp_path, backbone):
     best = _best_trial(tmp_path / "best_trial.json", backbone, epochs=1, **params)
     out = {name: str(tmp_path / name) for name in
            ("metrics.json", "predictions.csv", "history.csv", "model.keras")}
-    settings = SETTINGS if backbone != BASELINE else {"genres": list(GENRES), "image_size": SIZE,
-                                                      "patience": 2}
+    settings = (SETTINGS if backbone != BASELINE
+                else ModelSettings(genres=GTZAN_GENRES, image_size=SIZE, patience=2))
     index, embeddings, manifests = data
     train_final(best, 3,
                 ModelInputs(manifests, index, embeddings if backbone != BASELINE else None),
@@ -405,7 +398,7 @@ def test_combine_seeds_refuses_mixed_models(tmp_path):
     a = _record(tmp_path / "a.json", "vgg16", 1, 0.5, 0.1, [0.7])
     b = _record(tmp_path / "b.json", "vgg16", 2, 0.5, 0.1, [0.7])
     with pytest.raises(ValueError, match="different models"):
-        combine_seeds([a, b], [], [], GENRES, "m", "p", "h")
+        combine_seeds([a, b], [], [], GTZAN_GENRES, "m", "p", "h")
 
 
 # ------------------------------------------------------------------- small pieces

@@ -6,15 +6,15 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
+from test_tuning import TRANSFER_DEFAULTS, separable_embeddings
 
-from genreflow.folds import track_folds
 from genreflow.journal import journal_storage
+from genreflow.splits import track_folds
 from genreflow.tuning.collect import best_trial
 from genreflow.tuning.space import RoundPlan
 from genreflow.tuning.study import claim_trial
-from genreflow.tuning.trial import cv_pool
+from genreflow.tuning.trial import TrialRule, cv_pool
 from genreflow.tuning.worker import RoundContext, cv_folds_for, run_trial
-from test_tuning import TRANSFER_DEFAULTS, separable_embeddings
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -60,8 +60,8 @@ def test_a_cross_validated_trial_is_the_mean_of_its_folds(tmp_path):
                                 study_name="s", direction="maximize")
     plan = RoundPlan.from_config({"fixed": {"learning_rate": 0.02}, "n_trials": 1}, "transfer")
     trial = claim_trial(study, 1, 0, "x")
-    state = run_trial(study, trial, RoundContext(plan, TRANSFER_DEFAULTS, {}, data=data, cv_folds=3),
-                      log=lambda m: None)
+    context = RoundContext(plan, TRANSFER_DEFAULTS, {}, TrialRule(plan.objective, 8, 3), data=data)
+    state = run_trial(study, trial, context, log=lambda m: None)
     assert state == TrialState.COMPLETE
     done = study.trials[0]
     folds = done.user_attrs["fold_values"]
@@ -70,24 +70,12 @@ def test_a_cross_validated_trial_is_the_mean_of_its_folds(tmp_path):
     assert [step for step in sorted(done.intermediate_values)] == [0, 1, 2]  # one report a fold
 
 
-def test_cv_applies_to_rounds_of_models_on_cached_inputs(monkeypatch):
-    heads = RoundPlan.from_config({"fixed": {"trainable_layers": 0}, "n_trials": 2}, "transfer")
-    fine = RoundPlan.from_config({"scientific": {"trainable_layers": {
-        "type": "categorical", "choices": [0, "last_block"]}}, "n_trials": 2}, "transfer")
-    assert cv_folds_for(heads, "vgg16", TRANSFER_DEFAULTS, {}, 5)[0] == 5
-    folds, why = cv_folds_for(fine, "vgg16", TRANSFER_DEFAULTS, {}, 5)
+def test_cv_applies_to_rounds_of_models_on_cached_inputs():
+    folds, why = cv_folds_for("vgg16", 5)
     assert folds == 5 and "fine-tuning on cached activations" in why
-    inherited = RoundPlan.from_config({"inherit": ["trainable_layers"], "n_trials": 2}, "transfer")
-    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 0}, 5)[0] == 5
-    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 4}, 5)[0] == 5
-    assert cv_folds_for(fine, "musicnn_msd", TRANSFER_DEFAULTS, {}, 5)[0] == 5
-    assert cv_folds_for(heads, "baseline_cnn", {}, {}, 5)[0] == 1
-    assert cv_folds_for(heads, "vgg16", TRANSFER_DEFAULTS, {}, 1)[0] == 1
-    # augmented images would change the frozen layers' output: no cache, so no folds
-    monkeypatch.setattr("genreflow.data.AUGMENTATION", ("flips",))
-    folds, why = cv_folds_for(fine, "vgg16", TRANSFER_DEFAULTS, {}, 5)
-    assert folds == 1 and "augmented" in why and "flips" in why
-    assert cv_folds_for(inherited, "vgg16", TRANSFER_DEFAULTS, {"trainable_layers": 0}, 5)[0] == 5
+    assert cv_folds_for("musicnn_msd", 5)[0] == 5
+    assert cv_folds_for("baseline_cnn", 5) == (1, "the baseline CNN trains on images")
+    assert cv_folds_for("vgg16", 1)[0] == 1
 
 
 def _done(number, value, loss):

@@ -12,7 +12,7 @@ from genreflow.intervals import (
     stratified_resamples,
     tracks_of_test_split,
 )
-from genreflow.metrics import classification_metrics
+from genreflow.scoring import classification_metrics
 
 
 def test_resamples_keep_every_genres_count():

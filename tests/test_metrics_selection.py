@@ -5,19 +5,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix as sk_confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
-from genreflow import GENRES
-from genreflow.metrics import classification_metrics, confusion_matrix
-from genreflow.selection import best_feature_per_backbone, select_combinations
+from genreflow.names import GTZAN_GENRES
+from genreflow.scoring import classification_metrics, confusion_matrix
+from genreflow.screening import best_feature_per_backbone, select_combinations
 
-N_CLASSES = len(GENRES)
+N_CLASSES = len(GTZAN_GENRES)
 ALL = list(range(N_CLASSES))
 
 
 def _assert_matches_sklearn(y_true, y_pred):
-    ours = classification_metrics(y_true, y_pred, GENRES)
+    ours = classification_metrics(y_true, y_pred, GTZAN_GENRES)
     assert ours["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert ours["macro_f1"] == pytest.approx(
         f1_score(y_true, y_pred, average="macro", labels=ALL, zero_division=0)
@@ -25,7 +29,7 @@ def _assert_matches_sklearn(y_true, y_pred):
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=ALL, zero_division=0
     )
-    for i, genre in enumerate(GENRES):
+    for i, genre in enumerate(GTZAN_GENRES):
         scores = ours["per_class"][genre]
         assert scores["precision"] == pytest.approx(precision[i])
         assert scores["recall"] == pytest.approx(recall[i])
@@ -51,7 +55,7 @@ def test_metrics_match_sklearn_with_never_predicted_classes():
     # Only 3 classes are ever predicted: precision is undefined for the other 7.
     y_pred = rng.choice([0, 4, 9], 150)
     _assert_matches_sklearn(y_true, y_pred)
-    scores = classification_metrics(y_true, y_pred, GENRES)["per_class"]
+    scores = classification_metrics(y_true, y_pred, GTZAN_GENRES)["per_class"]
     assert scores["classical"]["precision"] == 0.0
 
 
@@ -63,7 +67,7 @@ def test_metrics_match_sklearn_with_absent_true_class():
 
 def test_perfect_predictions():
     y = np.arange(N_CLASSES).repeat(3)
-    metrics = classification_metrics(y, y, GENRES)
+    metrics = classification_metrics(y, y, GTZAN_GENRES)
     assert metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
 
 

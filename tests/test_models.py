@@ -12,10 +12,9 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_legacy_h5
 from PIL import Image
 
-from genreflow.data import image_dataset
-from conftest import write_legacy_h5
 from genreflow.io import file_md5, load_embeddings, save_embeddings
 from genreflow.models.backbones import (
     BACKBONES,
@@ -34,6 +33,7 @@ from genreflow.models.heads import (
     normalize_head,
     transfer_head_weights,
 )
+from genreflow.models.images import image_dataset
 from genreflow.models.train import Diverged, Validation, predict_proba, train
 
 # Keras' own get_weights() triggers a NumPy 2 deprecation warning per variable.
@@ -374,8 +374,11 @@ def test_normalize_head_expands_and_validates():
     head = normalize_head({"dense_layers": 2, "units": [64, 32], "dropout": 0.3})
     assert head["units"] == [64, 32] and head["dropout"] == [0.3, 0.3]
     assert head["activation"] == ["relu", "relu"]
-    with pytest.raises(ValueError, match="2 dense layers"):
-        normalize_head({"dense_layers": 2, "units": [64]})
+    # one rule for every per-layer value (genreflow.hyperparameters.fit_layers): one value
+    # is every layer's, different values must be one per layer
+    assert normalize_head({"dense_layers": 2, "units": [64]})["units"] == [64, 64]
+    with pytest.raises(ValueError, match="units has 2 different per-layer values for 3 layers"):
+        normalize_head({"dense_layers": 3, "units": [64, 32]})
     with pytest.raises(ValueError, match="unknown head key"):
         normalize_head({"dense_layer": 2})
     assert resolve_trainable_layers("vgg16", "last_block", 19) == 4

@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genreflow import GENRES
-from genreflow.plots import final as final_plots
-from genreflow.plots import style
-from genreflow.plots import tuning as tuning_plots
 from genreflow.io import write_json
+from genreflow.names import GTZAN_GENRES
+from genreflow.plots import final as final_plots, style, tuning as tuning_plots
 from genreflow.run_info import caveats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,12 +85,12 @@ def test_confusion_matrix_size_and_rates(tmp_path):
     matrix[0, 1] = 4
     matrix[3] = 0  # a genre absent from the test split
     out = tmp_path / "confusion.png"
-    final_plots.plot_confusion_matrix(matrix, GENRES, out, "Confusion matrix", NOTES)
+    final_plots.plot_confusion_matrix(matrix, GTZAN_GENRES, out, "Confusion matrix", NOTES)
     assert _png_size(out) == _pixels(style.CONFUSION_SIZE)
     rates = final_plots.row_rates(matrix)
     assert rates[0, 0] == rates[0, 1] == 0.5 and rates[3].sum() == 0 and rates[1, 1] == 1
     with pytest.raises(ValueError, match="shape"):
-        final_plots.plot_confusion_matrix(matrix[:3, :3], GENRES, out, "x")
+        final_plots.plot_confusion_matrix(matrix[:3, :3], GTZAN_GENRES, out, "x")
 
 
 @pytest.mark.parametrize("n_models", [1, 4])
@@ -121,7 +119,7 @@ def test_plot_final_from_combined_files(tmp_path):
     _history().to_csv(tmp_path / "history.csv", index=False)
     outs = [tmp_path / name for name in ("a.png", "l.png", "c.png")]
     final_plots.plot_final(str(tmp_path / "metrics.json"), str(tmp_path / "history.csv"),
-                     *map(str, outs), GENRES, log=lambda message: None)
+                     *map(str, outs), GTZAN_GENRES, log=lambda message: None)
     assert [_png_size(out) for out in outs] == [
         _pixels(style.CURVE_SIZE), _pixels(style.CURVE_SIZE), _pixels(style.CONFUSION_SIZE)]
 
@@ -319,7 +317,7 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
     from genreflow.run_info import run_about
 
     config = {
-        "dataset": {"kind": kind, "genres": list(GENRES)},
+        "dataset": {"kind": kind, "genres": list(GTZAN_GENRES)},
         "features": {"image_size": 75}, "segments": {"seconds": None},
         "backbones": {"names": ["vgg16"], "weights": weights},
         "splits": {"lists": None, "seed": 42},

@@ -12,7 +12,10 @@ import pytest
 import soundfile
 
 from genreflow.audio import AudioSettings, BadClip, load_clip, load_track, track_windows
-from genreflow.predict import BundleError, export_bundle, list_music, load_bundle
+from genreflow.predict import load_bundle
+from genreflow.predict.bundle import BundleError
+from genreflow.predict.export import export_bundle
+from genreflow.predict.workflow import list_music
 
 SR = 22050
 GENRES = ["ambient", "drone", "zydeco"]
@@ -61,9 +64,9 @@ def test_list_music_walks_the_folder_and_says_what_it_leaves_out(tmp_path):
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle of a small (untrained) baseline CNN on 32 px mel images, as export writes it."""
-    from genreflow.baseline import build_baseline_cnn
-    from genreflow.evaluation import save_model_atomic
     from genreflow.io import write_json
+    from genreflow.models.assemble import save_model_atomic
+    from genreflow.models.baseline import build_baseline_cnn
 
     folder = tmp_path_factory.mktemp("bundle_source")
     model = build_baseline_cnn({"conv_layers": 1, "kernels": 4, "dense_layers": 1, "units": 8},
@@ -127,12 +130,12 @@ def test_unusable_files_are_rejected_with_reasons_and_the_rest_go_on(bundle_dir,
 
 
 def test_the_bundle_makes_the_input_the_training_images_were(bundle_dir, tmp_path):
-    """What the model saw in training: the feature stage's PNG, read by genreflow.data's
+    """What the model saw in training: the feature stage's PNG, read by genreflow.models.images's
     pipeline. The bundle's in-memory input for the same window must be identical."""
-    from genreflow.baseline import baseline_dataset
-    from genreflow.data import image_dataset
     from genreflow.features import FeatureComputer, clip_images, png_bytes
     from genreflow.models.backbones import backbone_spec
+    from genreflow.models.baseline import baseline_dataset
+    from genreflow.models.images import image_dataset
 
     y = music(4.0, seed=3).astype(np.float32)
     image = clip_images(FeatureComputer(SR, {"mel": MEL}), y, 32)["mel"]

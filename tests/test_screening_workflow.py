@@ -8,9 +8,15 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import (
+    TINY_CONFIG,
+    make_tiny_gtzan,
+    planned_jobs,
+    snakemake,
+    write_config,
+    write_legacy_h5,
+)
 from sklearn.metrics import accuracy_score, f1_score
-
-from conftest import TINY_CONFIG, make_tiny_gtzan, planned_jobs, snakemake, write_config, write_legacy_h5
 
 pytestmark = pytest.mark.workflow
 
@@ -153,9 +159,9 @@ def test_the_gtzan_filtered_preset_plans_the_lists_and_the_imagenet_weights(tmp_
     every backbone's ImageNet file; the preset also holds under --configfile (the config
     file is not an override of the preset, --config is)."""
     folder = tmp_path / "gtzan" / "genres_original"
-    from genreflow import GENRES
+    from genreflow.names import GTZAN_GENRES
 
-    for genre in GENRES:
+    for genre in GTZAN_GENRES:
         (folder / genre).mkdir(parents=True)
         for index in range(3):
             (folder / genre / f"{genre}.{index:05d}.wav").write_bytes(b"")

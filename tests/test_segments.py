@@ -6,14 +6,16 @@ import pandas as pd
 import pytest
 
 from genreflow import segments
+from genreflow.names import length_label, length_order, length_seconds
 
 
 def test_length_labels_round_trip():
-    assert segments.length_label(None) == "whole" and segments.length_label(3) == "3s"
-    assert segments.length_label(2.5) == "2.5s" and segments.length_seconds("2.5s") == 2.5
-    assert segments.length_seconds("whole") is None
+    assert length_label(None) == "whole" and length_label(3) == "3s"
+    assert length_label(2.5) == "2.5s" and length_seconds("2.5s") == 2.5
+    assert length_seconds("whole") is None
     with pytest.raises(ValueError, match="neither 'whole' nor like '3s'"):
-        segments.length_seconds("3")
+        length_seconds("3")
+    assert length_order(["10s", "3s", "whole", "3s", "2.5s"]) == ["whole", "2.5s", "3s", "10s"]
 
 
 GENRES = ["x", "y"]
@@ -23,7 +25,7 @@ BOOTSTRAP = {"resamples": 1000, "confidence": 0.95, "seed": 0}
 def write_run(folder, length, backbone, feature, wrong_per_class, segments_f1, n_segments):
     """A screening run's metrics.json and predictions.csv: 20 test tracks (10 per genre),
     the first `wrong_per_class` of each genre predicted wrong."""
-    from genreflow.metrics import classification_metrics
+    from genreflow.scoring import classification_metrics
 
     truth = [0] * 10 + [1] * 10
     predicted = list(truth)

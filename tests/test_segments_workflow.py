@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from genreflow import GENRES
+from genreflow.names import GTZAN_GENRES
 
 pytestmark = pytest.mark.workflow
 
@@ -52,9 +52,9 @@ def test_track_scores_average_segment_probabilities_and_tracks_stay_in_one_split
             assert set(predictions[predictions.split == split]["clip"]) == manifests[split]
         assert sorted(predictions.groupby("clip")["segment"].apply(sorted).map(tuple).unique()) == [(0, 1)]
         test = predictions[predictions.split == "test"]
-        columns = [f"p_{genre}" for genre in GENRES]
+        columns = [f"p_{genre}" for genre in GTZAN_GENRES]
         tracks = test.groupby("clip").agg({**{c: "mean" for c in columns}, "true": "first"})
-        voted = np.array(GENRES)[tracks[columns].to_numpy().argmax(1)]
+        voted = np.array(GTZAN_GENRES)[tracks[columns].to_numpy().argmax(1)]
         expected = f1_score(tracks["true"], voted, average="macro",
                             labels=sorted(set(tracks["true"])), zero_division=0)
         row = summary[(summary.length == "3s") & (summary.backbone == backbone)

@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import REPO, planned_jobs, snakemake
+from PIL import Image
 
 PROFILE = REPO / "profiles" / "slurm"
 HERE = REPO / "tests" / "slurm"
@@ -380,7 +379,7 @@ def installed_profile_env(tmp_path_factory):
     subprocess.run(["bash", "-c", INSTALL_PROFILE], cwd=REPO, env={**os.environ, "HOME": str(home)}, check=True)
     assert (home / ".config/snakemake/slurm/config.yaml").is_file()
     # The local cluster's GPUs are fake (gres File=/dev/null): a GPU job there would stop at
-    # once because TensorFlow sees no GPU (genreflow.device); run those jobs on the CPU.
+    # once because TensorFlow sees no GPU (genreflow.jobs); run those jobs on the CPU.
     return {**os.environ, "XDG_CONFIG_HOME": str(home / ".config"), "GENREFLOW_ALLOW_CPU": "1"}
 
 

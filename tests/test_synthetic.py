@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreflow import GENRES
+from genreflow.names import GTZAN_GENRES
 from genreflow.synthetic import clip_relpath, render_clip, write_corpus
 
 SR = 22050
@@ -53,7 +53,7 @@ def test_identical_in_a_fresh_process():
     assert out.stdout.strip() == _digest(render_clip("reggae", 5, 1.5, sample_rate=16000, seed=3))
 
 
-@pytest.mark.parametrize("genre", GENRES)
+@pytest.mark.parametrize("genre", GTZAN_GENRES)
 def test_shape_dtype_range_and_level(genre):
     seconds, sample_rate = 1.37, 16000
     audio = render_clip(genre, 2, seconds, sample_rate=sample_rate)
@@ -65,7 +65,7 @@ def test_shape_dtype_range_and_level(genre):
     assert 10 ** (-4.1 / 20) <= peak <= 10 ** (-0.9 / 20)
 
 
-@pytest.mark.parametrize("genre", GENRES)
+@pytest.mark.parametrize("genre", GTZAN_GENRES)
 def test_no_silent_stretches(genre):
     audio = render_clip(genre, 4, 3.0)
     frames = audio[: len(audio) // 2205 * 2205].reshape(-1, 2205)  # 100 ms frames
@@ -89,12 +89,12 @@ def test_write_corpus_layout_and_format(tmp_path):
     messages = []
     paths = write_corpus(tmp_path, clips_per_genre=1, seconds=3.0, seed=0, log=messages.append)
 
-    expected = sorted(tmp_path / clip_relpath(g, 0) for g in GENRES)
+    expected = sorted(tmp_path / clip_relpath(g, 0) for g in GTZAN_GENRES)
     assert paths == expected
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
         p.relative_to(tmp_path).as_posix() for p in expected
     ], "temporary files left behind or unexpected files written"
-    assert [p.parent.name for p in paths] == sorted(GENRES)
+    assert [p.parent.name for p in paths] == sorted(GTZAN_GENRES)
     assert messages and messages[-1].startswith("synthetic corpus: 10/10")
 
     for path in paths:
@@ -115,7 +115,7 @@ SECONDS = 5.0
 @pytest.fixture(scope="module")
 def small_corpus():
     audio, labels = [], []
-    for label, genre in enumerate(GENRES):
+    for label, genre in enumerate(GTZAN_GENRES):
         for index in range(CLIPS_PER_GENRE):
             audio.append(render_clip(genre, index, SECONDS))
             labels.append(label)
@@ -128,7 +128,7 @@ def _leave_one_out_nearest_centroid(features: np.ndarray, labels: np.ndarray) ->
         train = np.arange(len(labels)) != held_out
         mean, std = features[train].mean(axis=0), features[train].std(axis=0) + 1e-9
         z_train = (features[train] - mean) / std
-        centroids = np.stack([z_train[labels[train] == c].mean(axis=0) for c in range(len(GENRES))])
+        centroids = np.stack([z_train[labels[train] == c].mean(axis=0) for c in range(len(GTZAN_GENRES))])
         distances = np.linalg.norm(centroids - (features[held_out] - mean) / std, axis=1)
         correct += int(np.argmin(distances) == labels[held_out])
     return correct / len(labels)
@@ -153,7 +153,7 @@ def test_metal_is_busier_than_classical(small_corpus):
     audio, labels = small_corpus
 
     def onsets_per_second(genre):
-        clips = [a for a, c in zip(audio, labels) if GENRES[c] == genre]
+        clips = [a for a, c in zip(audio, labels) if GTZAN_GENRES[c] == genre]
         return np.mean([len(librosa.onset.onset_detect(y=a, sr=SR)) / SECONDS for a in clips])
 
     assert onsets_per_second("metal") > 1.4 * onsets_per_second("classical")
@@ -163,7 +163,7 @@ def test_classical_has_no_drums(small_corpus):
     audio, labels = small_corpus
 
     def percussive_fraction(genre):
-        clips = [a for a, c in zip(audio, labels) if GENRES[c] == genre][:3]
+        clips = [a for a, c in zip(audio, labels) if GTZAN_GENRES[c] == genre][:3]
         fractions = []
         for clip in clips:
             stft = librosa.stft(clip[: 3 * SR])  # 3 s is plenty and keeps HPSS cheap

@@ -13,21 +13,14 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from conftest import REPO
 from optuna.trial import TrialState
 
-from conftest import REPO
-from genreflow.config import ConfigError, TUNING_HYPERPARAMETERS, validate_config
+from genreflow.config import ConfigError, validate_config
+from genreflow.hyperparameters import TABLE, fit_layers, normalize_params
 from genreflow.journal import journal_storage
-from genreflow.tuning.model_data import ModelData
-from genreflow.tuning.space import (
-    Dimension,
-    RoundPlan,
-    fit_layers,
-    make_pruner,
-    make_sampler,
-    normalize_params,
-    suggest_params,
-)
+from genreflow.models.data import ModelData
+from genreflow.tuning.space import Dimension, RoundPlan, make_pruner, make_sampler, suggest_params
 from genreflow.tuning.study import (
     CLAIM,
     claim_trial,
@@ -35,6 +28,7 @@ from genreflow.tuning.study import (
     release_dead_claims,
     round_trials,
 )
+from genreflow.tuning.trial import TrialRule
 from genreflow.tuning.worker import RoundContext, run_trial
 
 with open(REPO / "config.yaml") as handle:
@@ -116,7 +110,7 @@ def test_suggest_params_merges_defaults_inherited_fixed_and_per_layer_values():
         study.tell(trial, 0.0)
         n = params["dense_layers"]
         layer_counts.add(n)
-        assert list(params) == sorted(TUNING_HYPERPARAMETERS["transfer"])
+        assert list(params) == sorted(TABLE["transfer"])
         assert params["trainable_layers"] == "last_block"  # inherited
         assert params["activation"] == ["selu"] * n  # fixed, one value for every layer
         assert params["dropout"] == [0.0] * n and params["epochs"] == 4  # defaults
@@ -185,18 +179,28 @@ def test_samplers_and_pruners_from_the_declaration():
 def test_hyperparameter_names_agree_with_the_model_builders():
     import keras
 
-    from genreflow.baseline import BASELINE_DEFAULTS, PER_LAYER
-    from genreflow.config import ACTIVATIONS
-    from genreflow.models.heads import HEAD_DEFAULTS, _PER_LAYER_KEYS
-    from genreflow.tuning.space import HEAD_KEYS
+    from genreflow.hyperparameters import (
+        ACTIVATIONS,
+        BASELINE_DEFAULTS,
+        HEAD_DEFAULTS,
+        HEAD_KEYS,
+        TRAINING_KEYS,
+        per_layer_keys,
+    )
+    from genreflow.models.baseline import normalize_baseline
+    from genreflow.models.heads import normalize_head
 
-    transfer = TUNING_HYPERPARAMETERS["transfer"]
-    assert set(transfer) == set(HEAD_DEFAULTS) | {"batch_size", "epochs"}
+    transfer = TABLE["transfer"]
+    assert set(transfer) == set(HEAD_DEFAULTS) | set(TRAINING_KEYS)
     assert set(HEAD_KEYS) == set(HEAD_DEFAULTS)
-    assert {k for k, count in transfer.items() if count} == set(_PER_LAYER_KEYS)
-    baseline = TUNING_HYPERPARAMETERS["baseline"]
-    assert set(baseline) == set(BASELINE_DEFAULTS)
-    assert {k: v for k, v in baseline.items() if v} == PER_LAYER
+    assert set(per_layer_keys("transfer")) == {"units", "dropout", "activation"}
+    assert set(TABLE["baseline"]) == set(BASELINE_DEFAULTS)
+    # the builders expand every per-layer key of the table to its layers
+    head = normalize_head({"dense_layers": 2})
+    assert all(len(head[key]) == 2 for key in per_layer_keys("transfer"))
+    baseline = normalize_baseline({"conv_layers": 2, "dense_layers": 3})
+    for key, count in per_layer_keys("baseline").items():
+        assert len(baseline[key]) == {"conv_layers": 2, "dense_layers": 3}[count]
     for name in ACTIVATIONS:
         keras.activations.get(name)
 
@@ -410,7 +414,7 @@ def test_pruned_and_diverged_trials_are_counted_and_the_study_goes_on(tmp_path):
             run_trial(
                 study,
                 trial,
-                RoundContext(plan, TRANSFER_DEFAULTS, {}, data=data),
+                RoundContext(plan, TRANSFER_DEFAULTS, {}, TrialRule(plan.objective, 8), data=data),
                 log=lambda m: None,
             )
         )
@@ -435,7 +439,7 @@ def test_pruned_and_diverged_trials_are_counted_and_the_study_goes_on(tmp_path):
 def test_baseline_cnn_takes_one_channel_in_0_1_and_follows_its_params(tmp_path):
     from PIL import Image
 
-    from genreflow.baseline import baseline_dataset, build_baseline_cnn
+    from genreflow.models.baseline import baseline_dataset, build_baseline_cnn
 
     params = {
         "conv_layers": 4,
@@ -479,7 +483,7 @@ def test_out_of_memory_fails_the_trial_and_a_bug_stops_the_worker(tmp_path, monk
         storage=journal_storage(tmp_path / "s.journal"), study_name="s", direction="maximize"
     )
     plan = RoundPlan.from_config({"n_trials": 3}, "transfer")
-    context = RoundContext(plan, TRANSFER_DEFAULTS, {}, data=None)
+    context = RoundContext(plan, TRANSFER_DEFAULTS, {}, TrialRule(plan.objective, 8), data=None)
 
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")

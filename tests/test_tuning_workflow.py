@@ -19,9 +19,9 @@ import optuna
 import pandas as pd
 import psutil
 import pytest
+from conftest import REPO, TINY_CONFIG, make_tiny_gtzan, planned_jobs, snakemake, write_config
 from optuna.trial import TrialState
 
-from conftest import REPO, TINY_CONFIG, make_tiny_gtzan, planned_jobs, snakemake, write_config
 from genreflow.journal import journal_storage
 from genreflow.tuning.study import round_trials
 
@@ -229,9 +229,9 @@ def test_each_round_starts_from_the_previous_rounds_best(chain):
 
 
 def test_best_trials_rebuild_their_models(chain, monkeypatch):
-    from genreflow import GENRES
-    from genreflow.tuning.model_data import load_model_data, split_dataset
-    from genreflow.tuning.trial import build_model_from_best, trial_model
+    from genreflow.models.build import build_model, build_model_from_best
+    from genreflow.models.data import load_model_data, split_dataset
+    from genreflow.names import GTZAN_GENRES
 
     workdir, _, _ = chain
     monkeypatch.chdir(workdir)  # the feature index lists images relative to the working directory
@@ -240,15 +240,15 @@ def test_best_trials_rebuild_their_models(chain, monkeypatch):
         record = best(workdir, path)
         backbone = record["backbone"]
         embeddings = None if backbone == "baseline_cnn" else "results/embeddings/vgg16/mel.npz"
-        data = load_model_data(backbone, "results/features/mel/index.csv", manifests, GENRES, 32,
+        data = load_model_data(backbone, "results/features/mel/index.csv", manifests, GTZAN_GENRES, 32,
                                embeddings)
-        model = build_model_from_best(record, 32, None, len(GENRES), stats=data.stats)
+        model = build_model_from_best(record, 32, None, len(GTZAN_GENRES), stats=data.stats)
         test = split_dataset(data.examples["test"], backbone, 32, 8, False, 0)
         images, labels = next(iter(test))
         assert images.shape[-1] == channels
-        assert model.predict(images, verbose=0).shape == (len(labels), len(GENRES))
+        assert model.predict(images, verbose=0).shape == (len(labels), len(GTZAN_GENRES))
         assert len(data.examples["test"]) == sum(len(batch[1]) for batch in test)
-        built = trial_model(data, record["params"], seed=0)
+        built = build_model(data, record["params"], seed=0)
         assert built.batch_size == record["params"]["batch_size"]
 
 

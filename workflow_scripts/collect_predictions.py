@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.predict import collect_predictions
+from genreflow.predict.workflow import collect_predictions
 
 with logged_job(snakemake) as log:
     collect_predictions(

@@ -1,4 +1,4 @@
-from genreflow.evaluation import combine_seeds
+from genreflow.evaluation.seeds import combine_seeds
 from genreflow.jobs import logged_job
 
 with logged_job(snakemake) as log:

@@ -9,7 +9,7 @@ import pandas as pd
 from genreflow.audio import AudioSettings
 from genreflow.audio_embeddings import SAMPLE_RATE, embed_shard
 from genreflow.jobs import logged_job
-from genreflow.device import prepare_tensorflow
+from genreflow.jobs import prepare_tensorflow
 
 with logged_job(snakemake) as log:
     prepare_tensorflow(snakemake.threads, log, "off")

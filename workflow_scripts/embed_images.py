@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.device import prepare_tensorflow
+from genreflow.jobs import prepare_tensorflow
 from genreflow.screening import embed_index
 
 with logged_job(snakemake) as log:

@@ -1,5 +1,5 @@
 from genreflow.jobs import logged_job
-from genreflow.predict import export_bundle
+from genreflow.predict.export import export_bundle
 
 with logged_job(snakemake) as log:
     export_bundle(

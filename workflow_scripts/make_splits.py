@@ -1,5 +1,6 @@
 from genreflow.jobs import logged_job
-from genreflow.splits import SPLITS, make_splits
+from genreflow.names import SPLITS
+from genreflow.splits import make_splits
 
 list_paths = {split: snakemake.input[split] for split in SPLITS if split in snakemake.input.keys()}
 with logged_job(snakemake) as log:

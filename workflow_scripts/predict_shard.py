@@ -1,8 +1,8 @@
 import os
 
 from genreflow.jobs import logged_job
-from genreflow.predict import predict_shard
-from genreflow.device import prepare_tensorflow
+from genreflow.predict.workflow import predict_shard
+from genreflow.jobs import prepare_tensorflow
 
 with logged_job(snakemake) as log:
     prepare_tensorflow(snakemake.threads, log, snakemake.params.mixed_precision)

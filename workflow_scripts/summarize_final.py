@@ -1,4 +1,4 @@
-from genreflow.evaluation import summarize_final
+from genreflow.evaluation.summary import summarize_final
 from genreflow.jobs import logged_job
 
 with logged_job(snakemake) as log:

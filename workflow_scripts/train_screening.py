@@ -1,6 +1,6 @@
 from genreflow.jobs import logged_job
-from genreflow.scoring import SPLITS
-from genreflow.device import prepare_tensorflow
+from genreflow.names import SPLITS
+from genreflow.jobs import prepare_tensorflow
 from genreflow.screening import screen_head
 
 with logged_job(snakemake) as log:

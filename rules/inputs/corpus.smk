@@ -15,11 +15,11 @@ def synthetic_settings():
     )
 
 
-def shard_audio(wildcards):
+def get_shard_audio(wildcards):
     return [clip.path for clip in SHARDS[wildcards.shard]]
 
 
-def shard_clip_table(wildcards):
+def get_shard_clip_table(wildcards):
     return [
         {"clip": clip.clip, "genre": clip.genre, "path": clip.path}
         for clip in SHARDS[wildcards.shard]
@@ -33,4 +33,4 @@ def files_not_clips():
 
 
 def shard_checks():
-    return expand("results/corpus/checked/{shard}.csv", shard=sorted(SHARDS))
+    return expand(f"{plan.CORPUS}/checked/{{shard}}.csv", shard=sorted(SHARDS))

@@ -2,41 +2,41 @@
 # values (the linter keeps functions out of files with rules).
 
 
-def final_models(wildcards):
+def get_final_models(wildcards):
     """(backbone, feature, round) of every tuning round of every chain, the baseline
     CNN's included: each round's best configuration becomes a final model."""
-    return plan.final_models(tuning_combinations(), tuning_rounds)
+    return plan.final_models(get_tuning_pairs(), round_count)
 
 
-def final_files(name):
+def get_final_files(name):
     """Input function: `name` (metrics.json, predictions.csv) of every final model."""
 
     def files(wildcards):
         return [
             f"{plan.final_folder(backbone, feature, n)}/{name}"
-            for backbone, feature, n in final_models(wildcards)
+            for backbone, feature, n in get_final_models(wildcards)
         ]
 
     return files
 
 
-def final_figures(wildcards):
+def get_final_figures(wildcards):
     return [
         f"{plan.final_folder(backbone, feature, n)}/{name}.png"
-        for backbone, feature, n in final_models(wildcards)
+        for backbone, feature, n in get_final_models(wildcards)
         for name in ("accuracy", "loss", "confusion_matrix")
     ]
 
 
-def tuning_figures(wildcards):
+def get_tuning_figures(wildcards):
     return [
         plan.round_file(backbone, feature, n, f"plots/{name}.png")
-        for backbone, feature, n in final_models(wildcards)
+        for backbone, feature, n in get_final_models(wildcards)
         for name in ("optimization_history", "param_importances", "parallel_coordinate")
     ]
 
 
-def final_seed_files(wildcards):
+def get_final_seed_files(wildcards):
     folder = plan.final_folder(wildcards.backbone, wildcards.feature, wildcards.round)
     return {
         name: plan.seed_files(folder, EVALUATION["seeds"], filename)

@@ -1,8 +1,8 @@
 # What the rules of rules/predict.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
 
-from genreflow.predict import list_music, prediction_name
-from genreflow.registry import model_label
+from genreflow.predict.workflow import list_music, prediction_name
+from genreflow.predict.bundle import bundle_settings
 
 PREDICT = config["predict"]
 PREDICT_FILES, PREDICT_NOT_AUDIO = (
@@ -12,7 +12,7 @@ PREDICT_SHARDS = shard_clips(PREDICT_FILES, PREDICT["shard_size"])
 PREDICT_NAME = prediction_name(PREDICT) if PREDICT["input"] else None
 
 
-def predicted_model():
+def chosen_model_id():
     """<backbone>/<feature>/round_<n>: predict.model, or the final model chosen on
     validation (results/final/headline.json, written by the summarize_final checkpoint).
     """
@@ -22,23 +22,23 @@ def predicted_model():
     return plan.model_id(chosen["backbone"], chosen["feature"], chosen["round"])
 
 
-def exported_bundle(wildcards):
-    folder = plan.bundle_folder(predicted_model())
+def get_exported_bundle(wildcards):
+    folder = plan.bundle_folder(chosen_model_id())
     return [
         f"{folder}/{name}"
         for name in ("model.keras", "preprocessing.json", "README.md")
     ]
 
 
-def predict_bundle(wildcards):
-    folder = plan.bundle_folder(predicted_model())
+def get_predict_bundle(wildcards):
+    folder = plan.bundle_folder(chosen_model_id())
     return {
         "model": f"{folder}/model.keras",
         "preprocessing": f"{folder}/preprocessing.json",
     }
 
 
-def predict_targets(wildcards):
+def get_predict_targets(wildcards):
     """What `snakemake predict` makes (an input function: evaluated only when asked for)."""
     if not PREDICT["input"]:
         raise WorkflowError(
@@ -50,28 +50,25 @@ def predict_targets(wildcards):
             f"predict.input {PREDICT['input']!r} holds no audio file "
             f"({len(PREDICT_NOT_AUDIO)} other files)"
         )
+    folder = plan.PREDICTIONS.format(name=PREDICT_NAME)
     return [
-        f"results/predict/{PREDICT_NAME}/{name}"
+        f"{folder}/{name}"
         for name in ("predictions.csv", "rejected.csv", "probabilities.png")
     ]
 
 
-def predict_shard_files(wildcards):
+def get_predict_shard_files(wildcards):
     return PREDICT_SHARDS[wildcards.shard]
 
 
-def every_predict_shard(pattern):
+def get_every_predict_shard(pattern):
     def files(wildcards):
         return expand(pattern, shard=sorted(PREDICT_SHARDS), name=wildcards.name)
 
     return files
 
 
-def predict_not_audio():
-    return PREDICT_NOT_AUDIO
-
-
-def export_inputs(wildcards):
+def get_export_inputs(wildcards):
     """Every seed's model and metrics of a final model: the bundle takes the seed with the
     best validation macro-F1."""
     folder = plan.final_folder(wildcards.backbone, wildcards.feature, wildcards.round)
@@ -81,39 +78,20 @@ def export_inputs(wildcards):
     }
 
 
-def export_settings(wildcards):
-    """What preprocessing.json says turns audio into this model's input."""
-    backbone, feature = wildcards.backbone, wildcards.feature
-    audio_backbone = is_audio_backbone(backbone)
-    return sorted_block(
-        {
-            "genres": GENRES,
-            "audio": audio_settings(),
-            # the model's own clip or segment length
-            "window_seconds": config["segments"]["seconds"]
-            or config["audio"]["seconds"],
-            "feature": feature,
-            "feature_block": None if audio_backbone else config["features"][feature],
-            "image_size": None if audio_backbone else config["features"]["image_size"],
-            "backbone": backbone,
-            "input": "embedding" if audio_backbone else "image",
-            "scaling": (
-                "none"
-                if audio_backbone
-                else "baseline" if backbone == BASELINE else "backbone"
-            ),
-            "musicnn": (
-                {"layer": MUSICNN["layer"], "checkpoints": MUSICNN["checkpoints"]}
-                if audio_backbone
-                else None
-            ),
-            "about": model_about(wildcards),
-            "caveats": model_notes(wildcards),
-            "model": {
-                "backbone": backbone,
-                "feature": feature,
-                "round": int(wildcards.round),
-                "label": model_label(backbone, feature),
-            },
-        }
+def get_export_settings(wildcards):
+    """What preprocessing.json says turns audio into this model's input
+    (genreflow.predict.bundle owns the bundle's contract)."""
+    return bundle_settings(
+        backbone=wildcards.backbone,
+        feature=wildcards.feature,
+        round_number=int(wildcards.round),
+        genres=GENRES,
+        audio=get_audio_settings(),
+        # the model's own clip or segment length
+        window_seconds=config["segments"]["seconds"] or config["audio"]["seconds"],
+        feature_block=config["features"].get(wildcards.feature),
+        image_size=config["features"]["image_size"],
+        musicnn=MUSICNN,
+        about=get_model_about(wildcards),
+        caveats=get_model_notes(wildcards),
     )

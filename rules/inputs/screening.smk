@@ -9,7 +9,7 @@ SCREENING_PAIRS = plan.screening_pairs(
 )
 
 
-def musicnn_checkpoint(wildcards):
+def get_musicnn_checkpoint(wildcards):
     """The checkpoint files an embed_audio job restores: inputs, so a reinstall reruns it."""
     root = str(checkpoint_root(MUSICNN["checkpoints"]))
     files = checkpoint_files(wildcards.backbone, root)
@@ -37,10 +37,10 @@ def screening_training():
     return sorted_block(training)
 
 
-def screening_about(wildcards):
+def get_screening_about(wildcards):
     return sorted_block(
         {
-            **backbone_about(run_about(), wildcards.backbone),
+            **backbone_about(RUN_ABOUT, wildcards.backbone),
             "backbone": wildcards.backbone,
             "feature": wildcards.feature,
         }

@@ -1,7 +1,7 @@
 # What the rules of rules/segments.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
 
-from genreflow.segments import length_label, length_seconds
+from genreflow.names import length_label, length_seconds
 
 COMPARE_LENGTHS = [
     length_label(seconds) for seconds in config["segments"]["compare"] or []
@@ -10,26 +10,27 @@ COMPARE_LENGTHS = [
 MAIN_LENGTH = length_label(config["segments"]["seconds"])
 
 
-def segment_seconds(wildcards):
+def get_segment_seconds(wildcards):
     return length_seconds(wildcards.length)
 
 
-def segment_rows(wildcards):
+def get_segment_rows(wildcards):
     """Every (length, model) of the comparison; the models are the screening selection."""
-    return plan.segment_rows(COMPARE_LENGTHS, screening_selection())
+    return plan.segment_rows(COMPARE_LENGTHS, get_screening_selection())
 
 
-def segment_files(name):
+def get_segment_files(name):
     """Input function: `name` (metrics.json, predictions.csv) of every comparison row; the
     length the main run uses is its screening's."""
 
     def files(wildcards):
         return [
-            plan.segment_file(row, MAIN_LENGTH, name) for row in segment_rows(wildcards)
+            plan.segment_file(row, MAIN_LENGTH, name)
+            for row in get_segment_rows(wildcards)
         ]
 
     return files
 
 
 def segment_targets():
-    return ["results/segments/summary.csv"] if COMPARE_LENGTHS else []
+    return [f"{plan.SEGMENTS}/summary.csv"] if COMPARE_LENGTHS else []

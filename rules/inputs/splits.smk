@@ -1,11 +1,13 @@
 # What the rules of rules/splits.smk read and are given: their input functions and
 # values (the linter keeps functions out of files with rules).
 
-from genreflow.run_info import FAULT_FILTERED
+from genreflow.names import FAULT_FILTERED
 from genreflow.splits import FAULT_FILTERED_LISTS
 
+SPLIT_MANIFESTS = list(plan.split_manifests().values())
 
-def split_list_files(wildcards):
+
+def get_split_lists(wildcards):
     """The split lists make_splits reads: none (stratified split), the fetched
     fault-filtered lists, or the user's own."""
     lists = config["splits"]["lists"]
@@ -26,7 +28,3 @@ def split_settings():
     return sorted_block(
         {key: value for key, value in config["splits"].items() if key != "lists"}
     )
-
-
-def split_manifests():
-    return list(plan.split_manifests().values())

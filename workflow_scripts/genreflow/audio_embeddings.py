@@ -27,18 +27,20 @@ from pathlib import Path
 import numpy as np
 
 from genreflow.io import file_md5
-from genreflow.run_info import MUSICNN_MODELS
+from genreflow.names import MUSICNN_MODELS
 
+# The checkpoint folders of musicnn_msd and musicnn_mtt, in genreflow.names' order.
+_MSD, _MTT = MUSICNN_MODELS.values()
 # Tags each checkpoint was trained on (the logits' width).
-MUSICNN_CLASSES = {"MSD_musicnn": 50, "MTT_musicnn": 50}
+MUSICNN_CLASSES = {_MSD: 50, _MTT: 50}
 # md5 of the checkpoint files in the musicnn 0.1.0 wheel: a corrupted or swapped copy is
 # refused before TensorFlow reads it.
 MUSICNN_MD5 = {
-    "MSD_musicnn": {
+    _MSD: {
         ".index": "a4558c73008236781ef8b5ae747d6d51",
         ".data-00000-of-00001": "fa0ae3fd01780a22ab969d994a4415be",
     },
-    "MTT_musicnn": {
+    _MTT: {
         ".index": "b874fcc39855eb8f5f4ed93a85618765",
         ".data-00000-of-00001": "1c380582c347ee40d908f84d8bd2e5b2",
     },

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from genreflow import GENRES
+from genreflow.hyperparameters import TABLE, is_int, range_type, value_problem
+from genreflow.names import AUDIO_FEATURE, FEATURES, GTZAN_GENRES, is_audio_backbone
 from genreflow.registry import IMAGE_BACKBONES
 
 SCHEMA_FILE = "config.schema.yaml"
-AUDIO_BACKBONES = ("musicnn_msd", "musicnn_mtt")
 
 
 class ConfigError(ValueError):
@@ -165,7 +165,7 @@ def _relations(config: dict, base_dir: str) -> list[str]:
             f"config key segments.seconds: {segment} exceeds audio.seconds {audio['seconds']}"
         )
     nyquist = audio["sample_rate"] / 2
-    for name in ("mel", "mfcc", "stft", "spectrogram", "chroma"):
+    for name in FEATURES:
         block = config["features"][name]
         if block.get("fmax") is not None and block["fmax"] > nyquist:
             problems.append(
@@ -212,11 +212,11 @@ def _relations(config: dict, base_dir: str) -> list[str]:
                 f"{image_backbones}; keep the one it belongs to, or use 'imagenet'"
             )
     if dataset["kind"] == "synthetic":
-        unknown = [genre for genre in dataset["genres"] if genre not in GENRES]
+        unknown = [genre for genre in dataset["genres"] if genre not in GTZAN_GENRES]
         if unknown:
             problems.append(
                 f"config key dataset.genres: the synthetic demo corpus renders only GTZAN's "
-                f"genres {list(GENRES)}, not {unknown}; for other genres use dataset.kind "
+                f"genres {list(GTZAN_GENRES)}, not {unknown}; for other genres use dataset.kind "
                 "gtzan with a folder of one sub-folder per genre"
             )
     problems.extend(_audio_backbone_problems(config, base_dir))
@@ -256,115 +256,9 @@ def sorted_block(block):
 
 
 # ------------------------------------------------------------------------------ tuning
-# The hyperparameters a tuning round may search, inherit or fix, for the transfer models
-# (genreflow.models.heads.normalize_head's keys plus training keys) and the baseline CNN
-# (genreflow.baseline). Here rather than imported so that validating a config does not
-# import TensorFlow; tests/test_tuning.py checks that they agree with those modules.
-# Each maps to the key counting its layers when it may be given per layer, else to None.
-TUNING_HYPERPARAMETERS = {
-    "transfer": {
-        "activation": "dense_layers",
-        "batch_norm": None,
-        "batch_size": None,
-        "dense_layers": None,
-        "dropout": "dense_layers",
-        "epochs": None,
-        "learning_rate": None,
-        "trainable_layers": None,
-        "units": "dense_layers",
-    },
-    "baseline": {
-        "activation": None,
-        "batch_norm": None,
-        "batch_size": None,
-        "conv_batch_norm": None,
-        "conv_dropout": "conv_layers",
-        "conv_layers": None,
-        "dense_layers": None,
-        "dropout": "dense_layers",
-        "epochs": None,
-        "kernel_size": "conv_layers",
-        "kernels": "conv_layers",
-        "learning_rate": None,
-        "stride": "conv_layers",
-        "units": "dense_layers",
-    },
-}
-# What values each hyperparameter takes: the range types it may be searched with, and a
-# check of one (per-layer) value.
-_VALUE_KINDS = {
-    "activation": "activation",
-    "batch_norm": "bool",
-    "batch_size": "positive_int",
-    "conv_batch_norm": "bool",
-    "conv_dropout": "rate",
-    "conv_layers": "positive_int",
-    "dense_layers": "count",
-    "dropout": "rate",
-    "epochs": "positive_int",
-    "kernel_size": "positive_int",
-    "kernels": "positive_int",
-    "learning_rate": "positive",
-    "stride": "positive_int",
-    "trainable_layers": "trainable",
-    "units": "positive_int",
-}
-ACTIVATIONS = (
-    "elu",
-    "gelu",
-    "leaky_relu",
-    "linear",
-    "mish",
-    "relu",
-    "selu",
-    "sigmoid",
-    "silu",
-    "softplus",
-    "swish",
-    "tanh",
-)
-_RANGE_TYPES = {
-    "count": "int",
-    "positive_int": "int",
-    "trainable": "int",
-    "rate": "float",
-    "positive": "float",
-}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _value_problem(name: str, value) -> str | None:
-    kind = _VALUE_KINDS[name]
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = {
-        "activation": value in ACTIVATIONS,
-        "bool": isinstance(value, bool),
-        "count": _is_int(value) and value >= 0,
-        "positive_int": _is_int(value) and value >= 1,
-        "trainable": value == "last_block" or (_is_int(value) and value >= 0),
-        "rate": number and 0 <= value < 1,
-        "positive": number and value > 0,
-    }[kind]
-    if ok:
-        return None
-    expected = {
-        "activation": f"one of {list(ACTIVATIONS)}",
-        "bool": "true or false",
-        "count": "an integer >= 0",
-        "positive_int": "an integer >= 1",
-        "trainable": "an integer >= 0 or 'last_block'",
-        "rate": "a number in [0, 1)",
-        "positive": "a number > 0",
-    }[kind]
-    return f"{value!r} is not a valid {name} ({expected})"
-
-
 def _check_values(key: str, name: str, value, per_layer: bool) -> list[str]:
     values = value if per_layer and isinstance(value, list) else [value]
-    problems = [_value_problem(name, item) for item in values]
+    problems = [value_problem(name, item) for item in values]
     return [f"config key {key}: {problem}" for problem in problems if problem]
 
 
@@ -385,14 +279,14 @@ def _dimension_problems(
             for choice in dimension["choices"]:
                 problems.extend(_check_values(f"{key}.choices", name, choice, False))
         return problems
-    expected = _RANGE_TYPES.get(_VALUE_KINDS[name])
+    expected = range_type(name)
     if expected != dimension["type"]:
         allowed = f"type {expected} or categorical" if expected else "type categorical"
         return [f"config key {key}.type: {name} is searched with {allowed}"]
     low, high = dimension.get("low"), dimension.get("high")
     if low is None or high is None:
         return [f"config key {key}: a {dimension['type']} dimension needs low and high"]
-    if expected == "int" and not (_is_int(low) and _is_int(high)):
+    if expected == "int" and not (is_int(low) and is_int(high)):
         problems.append(f"config key {key}: low and high of an int dimension must be integers")
     if not low < high:
         problems.append(f"config key {key}: low {low} must be below high {high}")
@@ -416,7 +310,7 @@ def tuning_round_names(tuning_round: dict) -> set[str]:
 
 
 def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
-    known = TUNING_HYPERPARAMETERS[kind]
+    known = TABLE[kind]
     problems = []
     previous = None
     for n, tuning_round in enumerate(rounds):
@@ -473,7 +367,6 @@ def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
 def _audio_backbone_problems(config: dict, base_dir: str) -> list[str]:
     """musicnn backbones need their checkpoints (the musicnn package) before any job runs."""
     from genreflow.audio_embeddings import CheckpointError, checkpoint_files, checkpoint_root
-    from genreflow.run_info import is_audio_backbone
 
     audio_backbones = [name for name in config["backbones"]["names"] if is_audio_backbone(name)]
     if not audio_backbones:
@@ -509,8 +402,8 @@ def _tuning_relations(config: dict) -> list[str]:
                     f"config key tuning.combinations.{i}.backbone: {pair['backbone']!r} is not "
                     f"in backbones.names {backbones}"
                 )
-            if pair["backbone"] in AUDIO_BACKBONES or pair["feature"] == "audio":
-                if (pair["backbone"] in AUDIO_BACKBONES) != (pair["feature"] == "audio"):
+            if is_audio_backbone(pair["backbone"]) or pair["feature"] == AUDIO_FEATURE:
+                if is_audio_backbone(pair["backbone"]) != (pair["feature"] == AUDIO_FEATURE):
                     problems.append(
                         f"config key tuning.combinations.{i}: musicnn backbones embed the "
                         "audio (feature `audio`) and image backbones the images; "
@@ -540,7 +433,7 @@ def _tuning_relations(config: dict) -> list[str]:
                     f"{key}.defaults.{name}",
                     name,
                     value,
-                    TUNING_HYPERPARAMETERS[kind][name] is not None,
+                    TABLE[kind][name] is not None,
                 )
             )
         problems.extend(_rounds_problems(f"{key}.rounds", block["rounds"], kind))

@@ -37,7 +37,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-FEATURES = ("mel", "mfcc", "stft", "spectrogram", "chroma")
+from genreflow.names import FEATURES
+
 AMIN = 1e-10
 
 

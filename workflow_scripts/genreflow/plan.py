@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from genreflow.registry import imagenet_weights_target
-from genreflow.run_info import AUDIO_FEATURE, BASELINE, is_audio_backbone
-from genreflow.scoring import SPLITS
+from genreflow.names import AUDIO_FEATURE, BASELINE, SPLITS, is_audio_backbone
 
 Pair = tuple[str, str]  # (backbone, feature)
 
@@ -22,8 +20,46 @@ class PlanError(ValueError):
 
 
 # ------------------------------------------------------------------------ file layout
+# Where every stage's files are: each folder as the wildcard pattern the rules' outputs use
+# (rules/*.smk build their paths from these constants, so this is the only place to change
+# one), and the functions below fill them in for the input functions. The names of the
+# files inside a folder say what each holds, and are written where they are used.
+RESULTS = "results"
+RESOURCES = "resources"
+SYNTHETIC_CORPUS = f"{RESOURCES}/synthetic"
+IMAGENET_WEIGHTS = f"{RESOURCES}/weights/{{backbone}}/imagenet_notop.h5"
+FAULT_FILTERED_LISTS_FOLDER = f"{RESOURCES}/splits/fault_filtered"
+CORPUS = f"{RESULTS}/corpus"
+FEATURE = f"{RESULTS}/features/{{feature}}"
+SPLITS_FOLDER = f"{RESULTS}/splits"
+EMBEDDINGS = f"{RESULTS}/embeddings/{{backbone}}"
+SCREENING = f"{RESULTS}/screening"
+SCREENED = f"{SCREENING}/{{backbone}}/{{feature}}"
+TUNING_ROUND = f"{RESULTS}/tuning/{{backbone}}/{{feature}}/round_{{round}}"
+# how predict.model and the export folders name a final model
+MODEL_ID = "{backbone}/{feature}/round_{round}"
+FINAL = f"{RESULTS}/final"
+FINAL_MODEL = f"{FINAL}/{MODEL_ID}"
+FINAL_SEED = f"{FINAL_MODEL}/seed_{{seed}}"
+SEGMENTS = f"{RESULTS}/segments"
+EXPORTS = f"{RESULTS}/export"
+EXPORT = f"{EXPORTS}/{MODEL_ID}"
+PREDICTIONS = f"{RESULTS}/predict/{{name}}"
+
+
+def at_segment_length(folder: str) -> str:
+    """A main-run folder's counterpart in the segment comparison, which repeats the
+    features, embeddings and screening stages under results/segments/{length}/."""
+    return folder.replace(RESULTS, f"{SEGMENTS}/{{length}}", 1)
+
+
+SEGMENT_FEATURE = at_segment_length(FEATURE)
+SEGMENT_EMBEDDINGS = at_segment_length(EMBEDDINGS)
+SEGMENT_SCREENED = at_segment_length(SCREENED)
+
+
 def split_manifest(split: str) -> str:
-    return f"results/splits/{split}.csv"
+    return f"{SPLITS_FOLDER}/{split}.csv"
 
 
 def split_manifests() -> dict[str, str]:
@@ -31,29 +67,29 @@ def split_manifests() -> dict[str, str]:
 
 
 def feature_index(feature: str) -> str:
-    return f"results/features/{feature}/index.csv"
+    return f"{FEATURE.format(feature=feature)}/index.csv"
 
 
 def embeddings_file(backbone: str, feature: str) -> str:
-    return f"results/embeddings/{backbone}/{feature}.npz"
+    return f"{EMBEDDINGS.format(backbone=backbone)}/{feature}.npz"
 
 
 def screening_file(backbone: str, feature: str, name: str) -> str:
-    return f"results/screening/{backbone}/{feature}/{name}"
+    return f"{SCREENED.format(backbone=backbone, feature=feature)}/{name}"
 
 
 def round_file(backbone: str, feature: str, n: int | str, name: str) -> str:
-    return f"results/tuning/{backbone}/{feature}/round_{n}/{name}"
+    return f"{TUNING_ROUND.format(backbone=backbone, feature=feature, round=n)}/{name}"
 
 
 def model_id(backbone: str, feature: str, n: int | str) -> str:
     """`<backbone>/<feature>/round_<n>`: how predict.model and the export folders name a
     final model."""
-    return f"{backbone}/{feature}/round_{n}"
+    return MODEL_ID.format(backbone=backbone, feature=feature, round=n)
 
 
 def final_folder(backbone: str, feature: str, n: int | str) -> str:
-    return f"results/final/{model_id(backbone, feature, n)}"
+    return FINAL_MODEL.format(backbone=backbone, feature=feature, round=n)
 
 
 def seed_files(folder: str, seeds: Sequence[int], filename: str) -> list[str]:
@@ -62,7 +98,13 @@ def seed_files(folder: str, seeds: Sequence[int], filename: str) -> list[str]:
 
 
 def bundle_folder(model: str) -> str:
-    return f"results/export/{model}"
+    """The export folder of `model` (a `model_id`)."""
+    return f"{EXPORTS}/{model}"
+
+
+def imagenet_weights(backbone: str) -> str:
+    """Where the local rule fetch_weights puts a backbone's ImageNet file (and jobs read it)."""
+    return IMAGENET_WEIGHTS.format(backbone=backbone)
 
 
 # ------------------------------------------------------------------------- what is made
@@ -124,7 +166,7 @@ def weights_input(weights: str, backbone: str) -> dict[str, str]:
     if weights == "none" or backbone == BASELINE or is_audio_backbone(backbone):
         return {}
     if weights == "imagenet":
-        return {"weights": imagenet_weights_target(backbone)}
+        return {"weights": imagenet_weights(backbone)}
     return {"weights": weights}
 
 
@@ -141,4 +183,6 @@ def segment_file(row: Mapping, main_length: str, name: str) -> str:
     """`name` of a comparison row's screening: the main run's own at the length it uses."""
     if row["length"] == main_length:
         return screening_file(row["backbone"], row["feature"], name)
-    return f"results/segments/{row['length']}/screening/{row['backbone']}/{row['feature']}/{name}"
+    folder = SEGMENT_SCREENED.format(length=row["length"], backbone=row["backbone"],
+                                     feature=row["feature"])
+    return f"{folder}/{name}"

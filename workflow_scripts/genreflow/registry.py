@@ -1,5 +1,5 @@
-"""Facts about the image backbones that need no TensorFlow: their published ImageNet files
-and input limits. Validating a config and planning the DAG read them here, at the cost of
+"""Facts about the image backbones that need no TensorFlow: their published ImageNet files,
+input limits and last blocks. Validating a config and planning the DAG read them here, at the cost of
 no TensorFlow import; `genreflow.models` adds the Keras constructors to the same facts.
 
 URLs, file names and md5 hashes are those `keras.applications` uses for
@@ -70,33 +70,3 @@ IMAGE_BACKBONES: dict[str, ImageBackbone] = {
         ),
     )
 }
-
-
-def imagenet_weights_target(backbone: str) -> str:
-    """Where the local rule fetch_weights puts a backbone's ImageNet file (and jobs read it)."""
-    return f"resources/weights/{backbone}/imagenet_notop.h5"
-
-
-# How tables and figures name the models.
-BACKBONE_LABELS = {
-    "efficientnetb0": "EfficientNetB0",
-    "inceptionv3": "InceptionV3",
-    "resnet50": "ResNet50",
-    "vgg16": "VGG16",
-    "musicnn_msd": "musicnn (MSD)",
-    "musicnn_mtt": "musicnn (MTT)",
-    "baseline_cnn": "Baseline CNN",
-}
-FEATURE_LABELS = {
-    "mel": "mel spectrogram",
-    "mfcc": "MFCC",
-    "stft": "STFT",
-    "spectrogram": "spectrogram",
-    "chroma": "chromagram",
-    "audio": "audio",
-}
-
-
-def model_label(backbone: str, feature: str) -> str:
-    """Human-readable model name, e.g. 'VGG16 + mel spectrogram'."""
-    return f"{BACKBONE_LABELS.get(backbone, backbone)} + {FEATURE_LABELS.get(feature, feature)}"

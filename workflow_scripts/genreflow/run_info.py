@@ -10,18 +10,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from genreflow import GENRES
-
-AUDIO_FEATURE = "audio"
-# musicnn's taggers (genreflow.audio_embeddings), pretrained on music whatever
-# backbones.weights says about the image backbones.
-MUSICNN_MODELS = {"musicnn_msd": "MSD_musicnn", "musicnn_mtt": "MTT_musicnn"}
-BASELINE = "baseline_cnn"
-FAULT_FILTERED = "fault_filtered"
-
-
-def is_audio_backbone(name: str) -> bool:
-    return name in MUSICNN_MODELS
+from genreflow.names import (
+    BASELINE,
+    FAULT_FILTERED,
+    GTZAN_GENRES,
+    MUSICNN_MODELS,
+    is_audio_backbone,
+)
 
 
 def corpus_kind(dataset: Mapping) -> str:
@@ -29,7 +24,7 @@ def corpus_kind(dataset: Mapping) -> str:
     corpus of one folder per genre, such as a user's own collection)."""
     if dataset["kind"] == "synthetic":
         return "synthetic"
-    return "gtzan" if set(dataset["genres"]) == set(GENRES) else "folder"
+    return "gtzan" if set(dataset["genres"]) == set(GTZAN_GENRES) else "folder"
 
 
 def split_kind(splits: Mapping) -> str:

@@ -1,5 +1,6 @@
 """The screening stage: embed every image once per (backbone, feature), train a head on
-the cached embeddings, score it, and summarise the 20 combinations.
+the cached embeddings, score it, summarise the 20 combinations, and select (on validation
+only) which go on to tuning.
 
 With `trainable_layers: 0` the backbone's output never changes during training, so
 running the backbone once and training the head on its pooled output is the same model
@@ -8,14 +9,17 @@ running the backbone once and training the head on its pooled output is the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from genreflow.io import write_csv, write_json
+from genreflow.names import SPLITS
 from genreflow.run_info import caveats
-from genreflow.scoring import SPLITS, genre_labels, predictions_frame, score, split_rows
+from genreflow.scoring import genre_labels, predictions_frame, score, split_rows
+
 
 # One job's entry point: a parameter per input, param and output of its rule (embed_images),
 # passed by name from the thin script.
@@ -79,7 +83,7 @@ def screen_head(
 
     cache = load_embeddings(embeddings_npz)
     if training.get("protocol", "holdout") == "kfold":
-        from genreflow.folds import track_folds
+        from genreflow.splits import track_folds
 
         rows = split_rows(cache.clip, manifests)
         pooled = np.sort(np.concatenate([rows[split] for split in SPLITS]))
@@ -247,54 +251,6 @@ def _mean_sd(mean: float, sd) -> str:
     return f"{mean:.3f}" if sd is None or pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
-def plot_heatmap(
-    summary: pd.DataFrame, selected: Sequence[Mapping], out_png: str, notes: Sequence[str]
-) -> None:
-    """Backbones x image types coloured by validation macro-F1 (what chooses), each cell
-    with its test macro-F1 below; the chosen image type of each backbone is framed."""
-    from matplotlib.patches import Rectangle
-
-    from genreflow.features import FEATURES
-    from genreflow.plots.style import house_style, new_figure, save_figure
-    from genreflow.run_info import AUDIO_FEATURE
-
-    order = [feature for feature in (*FEATURES, AUDIO_FEATURE) if feature in set(summary["feature"])]
-    valid = summary.pivot(index="backbone", columns="feature", values="valid_macro_f1")[order]
-    test = summary.pivot(index="backbone", columns="feature", values="test_macro_f1")[order]
-    chosen = {(s["backbone"], s["feature"]) for s in selected}
-    import matplotlib
-
-    with house_style():
-        fig = new_figure((1.5 * len(order) + 3.2, 0.75 * len(valid) + 2.6))
-        ax = fig.add_subplot()
-        ax.grid(False)
-        # Audio backbones have no image types and image backbones no audio: blank, not 0.
-        cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
-        image = ax.imshow(np.ma.masked_invalid(valid.to_numpy(dtype=float)), cmap=cmap,
-                          vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(order)), order)
-        ax.set_yticks(range(len(valid)), valid.index)
-        for (i, j), value in np.ndenumerate(valid.to_numpy(dtype=float)):
-            if not np.isfinite(value):
-                ax.text(j, i, "n/a", ha="center", va="center", color="#999999", fontsize=8)
-                continue
-            color = "white" if value < 0.6 else "black"
-            ax.text(j, i - 0.12, f"{value:.2f}", ha="center", va="center", color=color,
-                    fontsize=10.5, fontweight="bold")
-            ax.text(j, i + 0.22, f"test {test.iloc[i, j]:.2f}", ha="center", va="center",
-                    color=color, fontsize=8)
-            if (valid.index[i], order[j]) in chosen:
-                ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False,
-                                       edgecolor="#E24A33", linewidth=2.5))
-        ax.set_xlabel("image type (audio: musicnn embeds the audio itself)"
-                      if AUDIO_FEATURE in order else "image type")
-        ax.set_ylabel("backbone")
-        ax.set_title("Screening: validation macro-F1 (frozen backbone, head only)\n"
-                     "framed: each backbone's image type chosen on validation")
-        fig.colorbar(image, ax=ax, label="validation macro-F1")
-        save_figure(fig, out_png, notes)
-
-
 # One job's entry point: a parameter per input, param and output of its rule
 # (summarize_screening), passed by name from the thin script.
 def summarize_screening(
@@ -314,7 +270,6 @@ def summarize_screening(
 ) -> None:
     from genreflow.intervals import Bootstrap
     from genreflow.io import write_text_atomic
-    from genreflow.selection import select_combinations
 
     bootstrap = Bootstrap.from_config(bootstrap)
     summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
@@ -325,6 +280,8 @@ def summarize_screening(
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
     write_csv(out_summary, summary)
     write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres, protocol))
+    from genreflow.plots.screening import plot_heatmap
+
     plot_heatmap(summary, selected, out_heatmap, notes)
     write_json(out_selection, {"rule": {"min_f1": min_f1, "top_k": top_k,
                                         "metric": "valid_macro_f1"},
@@ -349,3 +306,77 @@ def fetch_weights_or_explain(backbone: str, dest: str, log=print) -> None:
             f"(md5 {spec.weights_md5}) by hand and put it at {dest}."
         ) from None
     log("done, md5 verified")
+
+
+# ------------------------------------------------------------------------------ selection
+# Which backbone/feature combinations go on from screening to tuning.
+SELECTION_KEYS = ("backbone", "feature")
+
+
+def _check_summary(summary: pd.DataFrame, metric: str) -> None:
+    if metric.startswith("test"):
+        # The test split must stay untouched until the final evaluation; choosing
+        # combinations by it would leak it into model selection and bias the
+        # reported test scores upwards.
+        raise ValueError(
+            f"selecting on {metric!r} would leak the test set; use a validation metric"
+        )
+    missing = [c for c in (*SELECTION_KEYS, metric) if c not in summary.columns]
+    if missing:
+        raise ValueError(f"screening summary lacks column(s) {missing}")
+    duplicated = summary.duplicated(list(SELECTION_KEYS))
+    if duplicated.any():
+        pairs = summary.loc[duplicated, list(SELECTION_KEYS)].values.tolist()
+        raise ValueError(
+            f"screening summary has repeated backbone/feature rows: {pairs}"
+        )
+
+
+def best_feature_per_backbone(
+    summary: pd.DataFrame, metric: str = "valid_macro_f1"
+) -> pd.DataFrame:
+    """One row per backbone: its feature with the highest `metric`.
+
+    Ties go to the alphabetically first feature; runs without a score (NaN, e.g.
+    failed) are ignored. Rows are ordered best first, ties by backbone name.
+    """
+    _check_summary(summary, metric)
+    scored = summary.dropna(subset=[metric])
+    ranked = scored.sort_values(
+        [metric, "backbone", "feature"], ascending=[False, True, True], kind="mergesort"
+    )
+    best = ranked.drop_duplicates("backbone", keep="first")
+    return best.reset_index(drop=True)
+
+
+def select_combinations(
+    summary: pd.DataFrame,
+    min_f1: float | None = None,
+    top_k: int | None = None,
+    metric: str = "valid_macro_f1",
+) -> list[dict]:
+    """Best feature of each backbone, filtered by `min_f1` and/or capped at `top_k`.
+
+    Selection uses validation scores only (see `_check_summary`); `test_macro_f1`
+    in the summary is carried for reporting, never used here. With neither filter
+    every backbone's best combination is kept. Returns
+    [{"backbone", "feature", "valid_macro_f1"}...] best first (plus `metric` when
+    it is another column).
+    """
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    best = best_feature_per_backbone(summary, metric)
+    if min_f1 is not None:
+        best = best[best[metric] >= min_f1]
+    if top_k is not None:
+        best = best.head(top_k)
+    return [_selection_record(row, metric) for row in best.to_dict("records")]
+
+
+def _selection_record(row: dict, metric: str) -> dict:
+    record = {"backbone": row["backbone"], "feature": row["feature"]}
+    for column in dict.fromkeys(("valid_macro_f1", metric)):
+        value = row.get(column)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            record[column] = float(value)
+    return record

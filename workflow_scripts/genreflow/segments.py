@@ -11,26 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from genreflow.io import read_json, write_csv, write_text_atomic
-
-WHOLE = "whole"
-
-
-def length_label(seconds: float | None) -> str:
-    """The path component of a segment length: 'whole' or e.g. '3s', '2.5s'."""
-    return WHOLE if seconds is None else f"{float(seconds):g}s"
-
-
-def length_seconds(label: str) -> float | None:
-    if label == WHOLE:
-        return None
-    if not label.endswith("s"):
-        raise ValueError(f"segment length {label!r} is neither 'whole' nor like '3s'")
-    return float(label[:-1])
-
+from genreflow.names import WHOLE, length_order, length_seconds
 
 def comparison_table(
     rows: Sequence[Mapping], metrics_jsons: Sequence[str], predictions_csvs: Sequence[str],
@@ -40,8 +24,12 @@ def comparison_table(
     per segment, the bootstrap interval of the track-level test scores, and the paired
     difference of test macro-F1 to the same model on whole clips (same test tracks).
     `rows[i]` names the length, backbone and feature of `metrics_jsons[i]`."""
-    from genreflow.intervals import paired_difference, same_tracks, score_intervals
-    from genreflow.intervals import tracks_of_test_split
+    from genreflow.intervals import (
+        paired_difference,
+        same_tracks,
+        score_intervals,
+        tracks_of_test_split,
+    )
 
     records, tracks = [], {}
     for row, path, predictions_csv in zip(rows, metrics_jsons, predictions_csvs, strict=True):
@@ -101,18 +89,12 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _order(table: pd.DataFrame) -> list[str]:
-    """Lengths in reading order: whole clips first, then shortest to longest."""
-    lengths = table.drop_duplicates("length")[["length", "seconds"]]
-    return sorted(lengths["length"], key=lambda label: (label != WHOLE, length_seconds(label) or 0))
-
-
 def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
     """Models as rows, lengths as columns: track-level test macro-F1 with its interval,
     and for segments the paired difference to whole clips."""
     from genreflow.intervals import bracket
 
-    lengths = _order(table)
+    lengths = length_order(table["length"])
     lines = [f"> **{note}**\n" for note in notes]
     lines.append(
         "Test macro-F1 per track (segment probabilities averaged), by segment length; same "
@@ -141,54 +123,6 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) ->
             cells.append(cell)
         lines.append(f"| {backbone} + {feature} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plot_comparison(table: pd.DataFrame, out_png: str, notes: Sequence[str]) -> None:
-    """One panel per model: test macro-F1 per track and per segment at each length."""
-    from genreflow.plots.style import house_style, new_figure, save_figure
-
-    lengths = _order(table)
-    models = sorted(table.groupby(["backbone", "feature"]).groups)
-    columns = min(3, len(models))
-    panel_rows = -(-len(models) // columns)
-    x = np.arange(len(lengths))
-    with house_style():
-        fig = new_figure((4.2 * columns, 3.4 * panel_rows + 1.4))
-        axes = fig.subplots(panel_rows, columns, squeeze=False, sharey=True)
-        for ax, (backbone, feature) in zip(axes.flat, models):
-            group = table[(table.backbone == backbone)
-                          & (table.feature == feature)].set_index("length")
-            track = [group["test_macro_f1"].get(length, np.nan) for length in lengths]
-            segment = [
-                np.nan if length == WHOLE else group["test_segment_macro_f1"].get(length, np.nan)
-                for length in lengths
-            ]
-            low = [group["test_macro_f1_low"].get(length, np.nan) for length in lengths]
-            high = [group["test_macro_f1_high"].get(length, np.nan) for length in lengths]
-            errors = np.nan_to_num(np.vstack([np.subtract(track, low), np.subtract(high, track)]))
-            ax.bar(x - 0.2, track, 0.4, yerr=errors, capsize=3, color="#1f77b4",
-                   error_kw={"ecolor": "#222222", "lw": 1.0},
-                   label="per track (segments averaged), 95% interval over test tracks")
-            ax.bar(x + 0.2, segment, 0.4, label="per single segment", color="#9ecae1")
-            for xi, value, top in zip(x, track, high):
-                if np.isfinite(value):
-                    top = value if not np.isfinite(top) else top
-                    ax.text(xi - 0.2, min(top + 0.015, 1.0), f"{value:.2f}", ha="center",
-                            fontsize=8)
-            ax.axhline(table["chance"].iloc[0], color="grey", linestyle="--", linewidth=1,
-                       label="chance")
-            ax.set_xticks(x, ["whole clip" if length == WHOLE else length for length in lengths])
-            ax.set_title(f"{backbone} + {feature}", fontsize=10)
-            ax.set_ylim(0, 1.05)
-            ax.set_xlabel("segment length")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("test macro-F1")
-        for ax in list(axes.flat)[len(models):]:
-            ax.axis("off")
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8,
-                   frameon=False)
-        save_figure(fig, out_png, notes)
 
 
 # One job's entry point: a parameter per input, param and output of its rule
@@ -224,6 +158,8 @@ def summarize_segments(
     table = comparison_table(rows, metrics_jsons, predictions_csvs, genres, bootstrap)
     write_csv(out_summary, table)
     write_text_atomic(out_table, comparison_markdown(table, notes, bootstrap))
+    from genreflow.plots.segments import plot_comparison
+
     plot_comparison(table, out_figure, notes)
     for (backbone, feature), group in table.groupby(["backbone", "feature"], sort=True):
         best = group.loc[group["valid_macro_f1"].idxmax()]

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from genreflow.io import atomic_path
-from genreflow.scoring import SPLITS
+from genreflow.names import SPLITS
+from genreflow.plan import CORPUS, FAULT_FILTERED_LISTS_FOLDER
 
 # ------------------------------------------------------------ the fault-filtered GTZAN split
 
@@ -35,7 +36,7 @@ _DNN_MGR = "https://raw.githubusercontent.com/coreyker/dnn-mgr/bdad579ea6cb37b66
 # pinned commit; the checksums are those files'.
 FAULT_FILTERED_LISTS = {
     split: PublishedList(split, _DNN_MGR + f"{split}_filtered.txt", sha256,
-                         f"resources/splits/fault_filtered/{split}_filtered.txt")
+                         f"{FAULT_FILTERED_LISTS_FOLDER}/{split}_filtered.txt")
     for split, sha256 in (
         ("train", "2b04966cef1486f1a7767b74271533fa23e220388db804a1937835e1fc4fa3fa"),
         ("valid", "f8fbee7c52397a0e0f3a91dc54fedecb2e27f5bdc9a9daeab8cb10d077e26956"),
@@ -196,8 +197,7 @@ def check_genres_can_be_split(
         raise ValueError(
             "these genres have too few usable clips for a train/validation/test split (at "
             "least one per split):\n" + "\n".join(problems) + "\nFix or add their files (see "
-            "results/corpus/rejected.csv), or remove them from dataset.genres to go on without "
-            "them."
+            f"{CORPUS}/rejected.csv), or remove them from dataset.genres to go on without them."
         )
 
 
@@ -260,3 +260,29 @@ def make_splits(
         write_csv(out[split], parts[split])
         log(f"{split}: {len(parts[split])} clips")
     write_csv(unmatched_csv, unmatched)
+
+
+# -------------------------------------------------------------------------------- folds
+# Folds at the track level, for cross-validated tuning objectives and k-fold screening: a
+# fold holds whole tracks (every segment of a track in its track's fold), stratified by
+# genre, seeded, so the same tracks give the same folds in every run.
+def track_folds(clips: np.ndarray, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each example: StratifiedKFold over the unique tracks (sorted,
+    then shuffled with `seed`), so that a track's segments share its fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    clips, labels = np.asarray(clips), np.asarray(labels)
+    tracks, first = np.unique(clips, return_index=True)
+    track_labels = labels[first]
+    counts = np.bincount(track_labels)
+    smallest = counts[counts > 0].min()
+    if smallest < k:
+        raise ValueError(
+            f"{k} folds need at least {k} tracks of every genre, but one has {smallest}: "
+            "lower the number of folds (tuning.cv_folds, screening.folds)"
+        )
+    fold_of_track = np.empty(len(tracks), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(tracks)), track_labels)):
+        fold_of_track[held] = fold
+    return fold_of_track[np.searchsorted(tracks, clips)]

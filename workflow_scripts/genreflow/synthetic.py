@@ -43,8 +43,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from genreflow import GENRES
 from genreflow.io import atomic_path
+from genreflow.names import GTZAN_GENRES
 
 _TABLE = 2048  # wavetable length; a power of two so the phase index can be masked
 _MAX_HARMONICS = 48
@@ -1200,7 +1200,7 @@ def _rng_for(genre: str, index: int, seed: int) -> np.random.Generator:
 def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050, seed: int = 0) -> np.ndarray:
     """Render one clip: float32 mono, ``round(seconds * sample_rate)`` samples in [-1, 1]."""
     if genre not in _STYLES:
-        raise ValueError(f"unknown genre {genre!r}; expected one of {', '.join(GENRES)}")
+        raise ValueError(f"unknown genre {genre!r}; expected one of {', '.join(GTZAN_GENRES)}")
     if seconds <= 0 or sample_rate <= 0:
         raise ValueError("seconds and sample_rate must be positive")
     n = int(round(seconds * sample_rate))
@@ -1288,11 +1288,11 @@ def write_corpus(
     interrupted run never leaves a truncated WAV that looks complete.
     """
     root = Path(root)
-    total = clips_per_genre * len(GENRES)
+    total = clips_per_genre * len(GTZAN_GENRES)
     every = max(1, math.ceil(total / 10))
     paths: list[Path] = []
     done = 0
-    for genre in GENRES:
+    for genre in GTZAN_GENRES:
         for index in range(clips_per_genre):
             path = root / clip_relpath(genre, index)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ import h5py
 import keras
 import numpy as np
 
-from genreflow.data import image_dataset
 from genreflow.io import atomic_path, file_md5
+from genreflow.models.images import image_dataset
 from genreflow.models.train import seed_everything
 from genreflow.registry import IMAGE_BACKBONES, ImageBackbone
 

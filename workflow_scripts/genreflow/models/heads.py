@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from genreflow.hyperparameters import HEAD_DEFAULTS, fit_layers, per_layer_keys
 from genreflow.models.backbones import (
     BackboneWeights,
     build_backbone,
@@ -18,29 +19,7 @@ from genreflow.models.backbones import (
 )
 from genreflow.models.train import seed_everything
 
-
 # ------------------------------------------------------------------------------ head
-
-HEAD_DEFAULTS: dict[str, Any] = {
-    "dense_layers": 1,
-    "units": 256,
-    "dropout": 0.5,
-    "activation": "relu",
-    "batch_norm": False,
-    "trainable_layers": 0,
-    "learning_rate": 1e-3,
-}
-_PER_LAYER_KEYS = ("units", "dropout", "activation")
-
-
-def _per_layer(key: str, value: Any, n_layers: int) -> list:
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
-    if len(values) != n_layers:
-        raise ValueError(
-            f"head {key!r} has {len(values)} values for {n_layers} dense layers"
-        )
-    return values
-
 
 def normalize_head(head: dict | None) -> dict[str, Any]:
     """Head config with defaults filled in and per-layer values expanded to lists."""
@@ -55,8 +34,8 @@ def normalize_head(head: dict | None) -> dict[str, Any]:
     if n_layers < 0:
         raise ValueError(f"head dense_layers must be >= 0, got {n_layers}")
     config["dense_layers"] = n_layers
-    for key in _PER_LAYER_KEYS:
-        config[key] = _per_layer(key, config[key], n_layers)
+    for key in per_layer_keys("transfer"):
+        config[key] = fit_layers(f"head {key}", config[key], n_layers)
     config["units"] = [int(units) for units in config["units"]]
     config["dropout"] = [float(rate) for rate in config["dropout"]]
     config["batch_norm"] = bool(config["batch_norm"])

@@ -1,6 +1,7 @@
-"""The figures, as PNGs for the report: `style` (the one look, the caveat banner, atomic
-writes), `final` (final models), `tuning` (tuning rounds); screening, segments and
-predictions draw theirs in their own modules with `style`.
+"""Every figure of the workflow, as PNGs for the report: `style` (the one look, the caveat
+banner, atomic writes), `screening` (the backbone x image type heatmap), `tuning` (tuning
+rounds), `final` (final models), `segments` (whole clips vs segments), `predictions` (a
+folder's predicted genres).
 
 All figures share one look: Optuna's matplotlib plots force the "ggplot" style sheet,
 so the others use it too, with the same font sizes. Sizes are fixed (inches x DPI, no

@@ -268,7 +268,7 @@ def plot_tuning_round(
 ) -> None:
     """Optimisation history, hyperparameter importances and parallel coordinates of one
     tuning round's study."""
-    from genreflow.registry import model_label
+    from genreflow.names import model_label
     from genreflow.run_info import caveats
 
     best = read_json(best_trial_json)

@@ -12,26 +12,16 @@ Modules
 - `space`: a round's declaration (`Dimension`, `RoundPlan`), sampling, samplers, pruners,
   objectives.
 - `study`: the study's name fingerprint and the trial claims in its journal.
-- `model_data`: `ModelData`, what a (backbone, feature)'s models train on, and the job's
-  activation cache.
-- `trial`: one trial's model (`trial_model`) and its training (`train_trial`).
+- `trial`: one trial's training (`train_trial`, `TrialRule`), cross-validated or not; the
+  model itself is `genreflow.models.build`'s, the data `genreflow.models.data`'s.
 - `worker`: one worker job (`run_worker`).
 - `collect`: best_trial.json and trials.csv (`collect_round`).
 
 What other stages use
 ---------------------
-- `model_data.load_model_data(...)` -> `ModelData`: the image rows (`examples`) and the cached
-  embeddings of every split, with the training embeddings' statistics that standardise
-  every transfer head's input; `trial.trial_model(data, params, seed)` -> the model of a set of
-  hyperparameters (a head on the embeddings when the backbone is frozen, the trainable
-  tail and head of a fine-tuned classifier on the cached activations below the tail
-  (`genreflow.activations`, computed once per job), or the baseline CNN) and what
-  `genreflow.models.train.train` feeds it.
-  Final models (`genreflow.evaluation`) are built and trained by the same two functions,
-  so a final model is its trial's model trained by the same rule.
-- `trial.build_model_from_best(best, image_size, weights, n_classes, stats, backbone_seed, seed)`: the
-  compiled image model of a best_trial.json (input: RGB 0..255 images after the backbone's
-  preprocess_input, or one channel in 0..1 for `baseline_cnn`).
+Nothing of this package: final models (`genreflow.evaluation`) read a round's
+`best_trial.json` and build its model with `genreflow.models.build`, the builder the
+trials used, so a final model is its trial's model trained by the same rule.
 - `best_trial.json` keys: backbone, feature, round, params, inherited, fixed, scientific,
   nuisance, value, objective, best_epoch, valid_loss, patience, trial_number, n_trials,
   n_complete, n_pruned, n_failed, n_interrupted, sampler, seed, study_name, corpus, split,

@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 from genreflow.io import read_json, write_csv, write_json
 from genreflow.journal import journal_storage
-from genreflow.tuning.space import STEP_VALUED, RoundPlan, direction, kind_of
+from genreflow.names import model_kind
+from genreflow.tuning.space import STEP_VALUED, RoundPlan, direction
 from genreflow.tuning.study import CLAIM, CRASHED, INTERRUPTED, round_trials
-
 
 # ------------------------------------------------------------------------------ collect
 
@@ -131,7 +131,7 @@ def round_about(
     backbone: str, feature: str, round_number: int, round_block: Mapping, run: Mapping
 ) -> dict:
     """The keys of best_trial.json that come from the round's declaration and the run."""
-    plan = RoundPlan.from_config(round_block, kind_of(backbone))
+    plan = RoundPlan.from_config(round_block, model_kind(backbone))
     return {
         **run,
         "backbone": backbone,

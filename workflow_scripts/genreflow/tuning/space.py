@@ -6,13 +6,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 
-from genreflow.config import TUNING_HYPERPARAMETERS
-from genreflow.run_info import BASELINE
-
+from genreflow.hyperparameters import TABLE, normalize_params
 
 OBJECTIVES = ("valid_accuracy", "valid_macro_f1", "valid_loss")
 # Step-valued objectives (multiples of 1/tracks) tie often; their ties go to the lower loss.
@@ -21,21 +18,6 @@ STEP_VALUED = ("valid_accuracy", "valid_macro_f1")
 
 def direction(objective: str) -> str:
     return "minimize" if objective == "valid_loss" else "maximize"
-
-
-HEAD_KEYS = (
-    "activation",
-    "batch_norm",
-    "dense_layers",
-    "dropout",
-    "learning_rate",
-    "trainable_layers",
-    "units",
-)
-
-
-def kind_of(backbone: str) -> str:
-    return "baseline" if backbone == BASELINE else "transfer"
 
 
 # ------------------------------------------------------------------ search-space declaration
@@ -104,7 +86,7 @@ class RoundPlan:
 
     @classmethod
     def from_config(cls, block: Mapping, kind: str) -> "RoundPlan":
-        known = TUNING_HYPERPARAMETERS[kind]
+        known = TABLE[kind]
         names = [
             *block.get("scientific", {}),
             *block.get("nuisance", {}),
@@ -157,36 +139,6 @@ def frozen_backbone_plan(plan: RoundPlan) -> RoundPlan:
     )
 
 
-def fit_layers(name: str, value: Any, n_layers: int) -> list:
-    """A per-layer hyperparameter as a list of n_layers values.
-
-    One value is repeated; a list of the right length is kept; a list whose values are all
-    equal (e.g. inherited from a round that used one value for every layer) is stretched.
-    """
-    if not isinstance(value, (list, tuple)):
-        return [value] * n_layers
-    values = list(value)
-    if len(values) == n_layers:
-        return values
-    if values and all(item == values[0] for item in values):
-        return [values[0]] * n_layers
-    raise ValueError(f"{name} has {len(values)} different per-layer values for {n_layers} layers")
-
-
-def normalize_params(kind: str, values: Mapping) -> dict:
-    """Every hyperparameter of `kind`, key-sorted, per-layer ones as lists of the right length."""
-    known = TUNING_HYPERPARAMETERS[kind]
-    missing = sorted(set(known) - set(values))
-    unknown = sorted(set(values) - set(known))
-    if missing or unknown:
-        raise ValueError(f"{kind} hyperparameters: missing {missing}, unknown {unknown}")
-    params = {}
-    for name in sorted(known):
-        count = known[name]
-        params[name] = fit_layers(name, values[name], int(values[count])) if count else values[name]
-    return params
-
-
 def suggest_params(trial, plan: RoundPlan, defaults: Mapping, inherited: Mapping) -> dict:
     """Sample the round's dimensions and merge them over defaults, inherited and fixed values.
 
@@ -195,7 +147,7 @@ def suggest_params(trial, plan: RoundPlan, defaults: Mapping, inherited: Mapping
     the rest follow in name order, whatever the order of the config.
     """
     values = {**defaults, **inherited, **plan.fixed}
-    counts = set(TUNING_HYPERPARAMETERS[plan.kind].values()) - {None}
+    counts = set(TABLE[plan.kind].values()) - {None}
     order = sorted(plan.dimensions, key=lambda d: (d.name not in counts, d.name))
     for dimension in order:
         if dimension.per_layer:

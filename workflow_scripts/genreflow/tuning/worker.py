@@ -17,14 +17,12 @@ from optuna.trial import TrialState
 from genreflow.config import sorted_block
 from genreflow.io import read_json, write_json
 from genreflow.journal import journal_storage
-from genreflow.run_info import is_audio_backbone
-from genreflow.scoring import SPLITS
-from genreflow.tuning.model_data import ModelData, ModelInputs, job_model_data
+from genreflow.models.data import ModelData, ModelInputs, ModelSettings, job_model_data
+from genreflow.names import SPLITS, is_audio_backbone, model_kind
 from genreflow.tuning.space import (
     RoundPlan,
     direction,
     frozen_backbone_plan,
-    kind_of,
     make_pruner,
     make_sampler,
     suggest_params,
@@ -39,49 +37,32 @@ from genreflow.tuning.study import (
     round_trials,
     study_fingerprint,
 )
-from genreflow.tuning.trial import TrialFailed, out_of_memory_errors, train_trial, trains_on_embeddings
+from genreflow.tuning.trial import TrialFailed, TrialRule, out_of_memory_errors, train_trial
 
 
-def cv_folds_for(plan: RoundPlan, backbone: str, defaults: Mapping, inherited: Mapping,
-                 cv_folds: int) -> tuple[int, str]:
-    """The folds a round's trials use, and why: `tuning.cv_folds` when every trial the round
-    can sample trains on cached inputs (heads on the embeddings, fine-tuning tails on the
-    activations below them); otherwise 1 for all of them (the values of one study must be
-    comparable): the baseline CNN, and fine-tuning when training images are augmented."""
-    from genreflow.data import AUGMENTATION
-
+def cv_folds_for(backbone: str, cv_folds: int) -> tuple[int, str]:
+    """The folds a round's trials use, and why: `tuning.cv_folds` for every model that trains
+    on cached inputs (heads on the embeddings, fine-tuning tails on the activations below
+    them); 1 for the baseline CNN, which trains on images."""
     if cv_folds <= 1:
         return 1, "tuning.cv_folds is 1"
-    if kind_of(backbone) == "baseline":
+    if model_kind(backbone) == "baseline":
         return 1, "the baseline CNN trains on images"
     if is_audio_backbone(backbone):
         return cv_folds, "heads on cached embeddings"
-    if not AUGMENTATION:
-        return cv_folds, "heads on cached embeddings, fine-tuning on cached activations"
-    values = {**defaults, **inherited, **plan.fixed}
-    possible = [values.get("trainable_layers")]
-    for dimension in plan.dimensions:
-        if dimension.name == "trainable_layers":
-            possible = (list(dimension.choices) if dimension.type == "categorical"
-                        else [dimension.low, dimension.high])
-    if all(trains_on_embeddings(backbone, {"trainable_layers": value}) for value in possible):
-        return cv_folds, "heads on cached embeddings"
-    return 1, (f"trainable_layers can be {possible}, and fine-tuning trials train on augmented "
-               f"images ({', '.join(AUGMENTATION)}): the single split for all trials")
+    return cv_folds, "heads on cached embeddings, fine-tuning on cached activations"
 
 
 @dataclass
 class RoundContext:
     """What a worker needs besides the study: the plan, the values merged under the
-    sampled ones, and the data."""
+    sampled ones, how trials are trained and scored, and the data."""
 
     plan: RoundPlan
     defaults: dict
     inherited: dict
+    rule: TrialRule
     data: ModelData | None = None
-    prune: bool = True
-    patience: int = 8
-    cv_folds: int = 1
 
 
 def run_trial(
@@ -96,10 +77,7 @@ def run_trial(
     try:
         params = suggest_params(trial, plan, context.defaults, context.inherited)
         trial.set_user_attr("params", params)
-        result = train_trial(
-            trial, params, context.data, plan.objective, plan.seed + trial.number, context.prune,
-            context.patience, context.cv_folds,
-        )
+        result = train_trial(trial, params, context.data, plan.seed + trial.number, context.rule)
     except optuna.TrialPruned as pruned:
         trial.set_user_attr("note", str(pruned))
         study.tell(trial, state=TrialState.PRUNED)
@@ -123,8 +101,8 @@ def run_trial(
         study.tell(trial, result.value)
         state = TrialState.COMPLETE
         note = (f"{plan.objective} {result.value:.4f} at epoch {result.best_epoch}"
-                if context.cv_folds == 1 else
-                f"{plan.objective} {result.value:.4f}, mean of {context.cv_folds} folds "
+                if context.rule.cv_folds == 1 else
+                f"{plan.objective} {result.value:.4f}, mean of {context.rule.cv_folds} folds "
                 f"{[round(v, 3) for v in result.curve]}")
     log(
         f"trial {trial.number}: {state.name} {note} ({time.perf_counter() - started:.1f} s) "
@@ -139,55 +117,58 @@ def _raise_on_sigterm(signum, frame):
 
 @dataclass(frozen=True)
 class RoundJob:
-    """One tune_round job: its wildcards and the rule's params (rules/tuning.smk).
-
-    `settings` holds genres, image_size, patience, cv_folds and, for backbones, weights
-    (the backbones.weights setting), backbone_seed and activation_storage."""
+    """Which worker of which round a tune_round job is (its wildcards), how many workers
+    share the round's study, and the study's journal file."""
 
     backbone: str
     feature: str
     round_number: int
     worker: int
     workers: int
-    round_block: Mapping
-    defaults: Mapping
-    inherited: Mapping
-    pruner: Mapping
-    settings: Mapping
     journal: str
 
 
-def run_worker(job: RoundJob, inputs: ModelInputs, previous_best: str | None, out_json: str,
-               log=print) -> None:
+@dataclass(frozen=True)
+class RoundSpec:
+    """What a round's trials start from (the tune_round rule's params): the round's
+    declaration (`block`, one item of tuning.rounds), the defaults, the values inherited
+    from the previous round's best_trial.json, and the pruner of tuning.pruner."""
+
+    block: Mapping
+    defaults: Mapping
+    inherited: Mapping
+    pruner: Mapping
+
+
+def run_worker(job: RoundJob, spec: RoundSpec, settings: ModelSettings, inputs: ModelInputs,
+               previous_best: str | None, out_json: str, log=print) -> None:
     """One worker job of a round: resume or start the study, run trials until it holds
     n_trials, write a note of what this worker did (`out_json`)."""
-    plan = RoundPlan.from_config(job.round_block, kind_of(job.backbone))
-    _check_inherited(plan, job.inherited, previous_best)
+    plan = RoundPlan.from_config(spec.block, model_kind(job.backbone))
+    _check_inherited(plan, spec.inherited, previous_best)
     if is_audio_backbone(job.backbone):
         plan = frozen_backbone_plan(plan)
         log(f"{job.backbone} embeds audio in its own process: head only, trainable_layers 0")
-    pruner = dict(plan.pruner or job.pruner)
-    asked_folds = int(job.settings.get("cv_folds", 1))
-    cv_folds, why = cv_folds_for(plan, job.backbone, job.defaults, job.inherited, asked_folds)
-    if asked_folds > 1:
+    pruner = dict(plan.pruner or spec.pruner)
+    cv_folds, why = cv_folds_for(job.backbone, settings.cv_folds)
+    if settings.cv_folds > 1:
         log(("" if cv_folds > 1 else "WARNING: ") + f"trials use {cv_folds} fold(s) of the "
             f"pooled train and validation tracks: {why}")
-    study, released = open_round_study(job, plan, pruner, cv_folds, inputs, log)
+    rule = TrialRule(plan.objective, settings.patience, cv_folds, prune=pruner["kind"] != "none")
+    study, released = open_round_study(job, spec, settings, plan, pruner, cv_folds, inputs, log)
     incarnation = uuid.uuid4().hex
     log(
         f"study {study.study_name} in {job.journal}: "
         f"{len(round_trials(study, plan.n_trials))} of {plan.n_trials} trials there; "
         f"worker {job.worker} of {job.workers} ({incarnation[:8]})"
     )
-    context = RoundContext(plan, dict(job.defaults), dict(job.inherited),
-                           prune=pruner["kind"] != "none",
-                           patience=int(job.settings["patience"]), cv_folds=cv_folds)
+    context = RoundContext(plan, dict(spec.defaults), dict(spec.inherited), rule)
     ran = []
     previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         while (trial := claim_trial(study, plan.n_trials, job.worker, incarnation)) is not None:
             if context.data is None:  # loaded once, and only if a trial is left to run
-                context.data = job_model_data(job.backbone, inputs, job.settings, log,
+                context.data = job_model_data(job.backbone, inputs, settings, log,
                                               fold_seed=plan.seed)
             run_trial(study, trial, context, log)
             ran.append(trial.number)
@@ -199,8 +180,11 @@ def run_worker(job: RoundJob, inputs: ModelInputs, previous_best: str | None, ou
                           "worker": job.worker, "ran": ran, "released": released})
 
 
-def open_round_study(job: RoundJob, plan: RoundPlan, pruner: Mapping, cv_folds: int,
-                     inputs: ModelInputs, log=print) -> tuple[optuna.Study, list[int]]:
+# Its parameters are everything the study's name fingerprints: the job, its round, its
+# settings and data files, and what run_worker derived from them (plan, pruner, folds).
+def open_round_study(job: RoundJob, spec: RoundSpec, settings: ModelSettings, plan: RoundPlan,
+                     pruner: Mapping, cv_folds: int, inputs: ModelInputs,
+                     log=print) -> tuple[optuna.Study, list[int]]:
     """The round's study in its journal, created or resumed, and the trials a killed
     worker left running (released as interrupted). Its name carries a fingerprint of
     everything its trials depend on, the data files' contents included."""
@@ -208,11 +192,11 @@ def open_round_study(job: RoundJob, plan: RoundPlan, pruner: Mapping, cv_folds: 
         "backbone": job.backbone,
         "feature": job.feature,
         "round": job.round_number,
-        "plan": {key: value for key, value in job.round_block.items() if key != "n_trials"},
-        "defaults": dict(job.defaults),
-        "inherited": dict(job.inherited),
+        "plan": {key: value for key, value in spec.block.items() if key != "n_trials"},
+        "defaults": dict(spec.defaults),
+        "inherited": dict(spec.inherited),
         "pruner": dict(pruner),
-        "settings": dict(job.settings),
+        "settings": settings.as_params(),
         "cv_folds_used": cv_folds,
     }
     data_files = [path for path in (inputs.index_csv, *(inputs.manifests[split]

@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genreflow.run_info import is_audio_backbone
-from genreflow.scoring import SPLITS, split_rows
-from genreflow.tuning.space import kind_of
-
+from genreflow.names import SPLITS, is_audio_backbone, model_kind
+from genreflow.scoring import split_rows
 
 # --------------------------------------------------------------------------------- data
 
@@ -42,7 +40,7 @@ class ModelData:
     stats: tuple | None = None
     backbone_seed: int = 0
     fold_seed: int = 0  # of the cross-validation folds (the round's seed)
-    # genreflow.activations.ActivationCache of fine-tuning models, made on first use
+    # genreflow.models.activations.ActivationCache of fine-tuning models, made on first use
     activations: Any = None
     activation_storage: str = "float32"  # config training.activation_storage
     log: Any = print
@@ -52,7 +50,7 @@ def split_examples(
     index_csv: str | os.PathLike, manifests: Mapping[str, str], genres: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
     """Image rows of each split, labelled by position in `genres` (as the embeddings are)."""
-    from genreflow.data import examples_for_split
+    from genreflow.models.images import examples_for_split
 
     return {split: examples_for_split(index_csv, manifests[split], genres) for split in SPLITS}
 
@@ -69,7 +67,7 @@ def load_model_data(
 ) -> ModelData:
     """What a worker's trials need; an audio backbone (no images) has embeddings only."""
     data = ModelData(
-        kind=kind_of(backbone),
+        kind=model_kind(backbone),
         backbone=backbone,
         genres=list(genres),
         image_size=int(image_size),
@@ -103,12 +101,12 @@ def split_dataset(
 ):
     """A batched tf.data dataset of (images, labels) with the model's input preprocessing."""
     paths, labels = list(data_examples["image"]), data_examples["label"].to_numpy()
-    if kind_of(backbone) == "baseline":
-        from genreflow.baseline import baseline_dataset
+    if model_kind(backbone) == "baseline":
+        from genreflow.models.baseline import baseline_dataset
 
         return baseline_dataset(paths, labels, image_size, batch_size, shuffle, seed)
-    from genreflow.data import image_dataset
     from genreflow.models.backbones import backbone_spec
+    from genreflow.models.images import image_dataset
 
     return image_dataset(
         paths,
@@ -134,7 +132,7 @@ def _images(data: ModelData, split: str, batch_size: int = 32):
 
 def activation_cache(data: ModelData):
     """The job's cache of frozen-layer activations for `data`'s (backbone, feature)."""
-    from genreflow.activations import ActivationCache
+    from genreflow.models.activations import ActivationCache
 
     if data.activations is None:
         spread = None if data.stats is None else np.sqrt(data.stats[1])
@@ -143,14 +141,44 @@ def activation_cache(data: ModelData):
     return data.activations
 
 
-def resolved_weights(backbone: str, settings: Mapping, weights_path: str | None):
+@dataclass(frozen=True)
+class ModelSettings:
+    """What a model of (backbone, feature) is built and trained with besides its
+    hyperparameters: the rules' `get_model_settings` params, the same for a round's trials
+    and its final models, so that these are built from the data their trials had.
+
+    `patience` (early stopping) and `cv_folds` (a trial's folds) are the training rule;
+    `weights` (the backbones.weights setting), `backbone_seed` (draws a randomly initialised
+    backbone: the embedding cache's network) and `activation_storage` apply to backbones only
+    (None for the baseline CNN)."""
+
+    genres: tuple[str, ...]
+    image_size: int
+    patience: int
+    cv_folds: int = 1
+    weights: str | None = None
+    backbone_seed: int | None = None
+    activation_storage: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> ModelSettings:
+        return cls(**{**params, "genres": tuple(params["genres"])})
+
+    def as_params(self) -> dict:
+        """The params it came from (key-sorted, without the keys a baseline lacks): what a
+        round's study fingerprint hashes."""
+        values = {**vars(self), "genres": list(self.genres)}
+        return {key: values[key] for key in sorted(values) if values[key] is not None}
+
+
+def resolved_weights(backbone: str, settings: ModelSettings, weights_path: str | None):
     """The BackboneWeights of an image backbone's settings; None for random init and for
     models without an image backbone."""
-    if kind_of(backbone) == "baseline" or is_audio_backbone(backbone):
+    if model_kind(backbone) == "baseline" or is_audio_backbone(backbone):
         return None
     from genreflow.models.backbones import resolve_weights
 
-    return resolve_weights(settings["weights"], weights_path, backbone)
+    return resolve_weights(settings.weights, weights_path, backbone)
 
 
 @dataclass(frozen=True)
@@ -171,17 +199,15 @@ class ModelInputs:
                    job_input.get("embeddings"), job_input.get("weights"))
 
 
-def job_model_data(backbone: str, inputs: ModelInputs, settings: Mapping, log=print,
+def job_model_data(backbone: str, inputs: ModelInputs, settings: ModelSettings, log=print,
                    fold_seed: int = 0) -> ModelData:
-    """The ModelData of a tune or final job; `settings` are the rules' `tuning_settings`
-    (genres, image_size, and for backbones weights, backbone_seed, activation_storage),
-    so that final models are built from the data their trials had."""
+    """The ModelData of a tune or final job, from its inputs and settings."""
     data = load_model_data(
-        backbone, inputs.index_csv, inputs.manifests, settings["genres"],
-        settings["image_size"], inputs.embeddings_npz,
+        backbone, inputs.index_csv, inputs.manifests, settings.genres,
+        settings.image_size, inputs.embeddings_npz,
         resolved_weights(backbone, settings, inputs.weights_path),
-        settings.get("backbone_seed", 0),
+        settings.backbone_seed or 0,
     )
     data.log, data.fold_seed = log, fold_seed
-    data.activation_storage = settings.get("activation_storage", "float32")
+    data.activation_storage = settings.activation_storage or "float32"
     return data

@@ -20,38 +20,10 @@ from typing import Any
 import keras
 import numpy as np
 
-BASELINE_DEFAULTS: dict[str, Any] = {
-    "conv_layers": 3,
-    "kernels": 32,
-    "kernel_size": 3,
-    "stride": 1,
-    "conv_dropout": 0.2,
-    "conv_batch_norm": True,
-    "activation": "relu",
-    "dense_layers": 1,
-    "units": 128,
-    "dropout": 0.5,
-    "batch_norm": False,
-    "learning_rate": 1e-3,
-    "batch_size": 32,
-    "epochs": 8,
-}
-PER_LAYER = {
-    "kernels": "conv_layers",
-    "kernel_size": "conv_layers",
-    "stride": "conv_layers",
-    "conv_dropout": "conv_layers",
-    "units": "dense_layers",
-    "dropout": "dense_layers",
-}
+from genreflow.hyperparameters import BASELINE_DEFAULTS, fit_layers, per_layer_keys
+from genreflow.names import BASELINE
+
 _INTEGER_LISTS = ("kernels", "kernel_size", "stride", "units")
-
-
-def _per_layer(key: str, value: Any, n_layers: int) -> list:
-    values = list(value) if isinstance(value, (list, tuple)) else [value] * n_layers
-    if len(values) != n_layers:
-        raise ValueError(f"baseline {key!r} has {len(values)} values for {n_layers} layers")
-    return values
 
 
 def normalize_baseline(params: dict | None) -> dict[str, Any]:
@@ -65,8 +37,8 @@ def normalize_baseline(params: dict | None) -> dict[str, Any]:
         config[count] = int(config[count])
     if config["conv_layers"] < 1 or config["dense_layers"] < 0:
         raise ValueError("baseline needs conv_layers >= 1 and dense_layers >= 0")
-    for key, count in PER_LAYER.items():
-        config[key] = _per_layer(key, config[key], config[count])
+    for key, count in per_layer_keys("baseline").items():
+        config[key] = fit_layers(f"baseline {key}", config[key], config[count])
     for key in _INTEGER_LISTS:
         config[key] = [int(value) for value in config[key]]
     for key in ("conv_dropout", "dropout"):
@@ -115,7 +87,7 @@ def build_baseline_cnn(params: dict, image_size: int, n_classes: int) -> keras.M
     # float32 even under a mixed-precision policy: a float16 softmax loses small probabilities
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions",
                                  dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name="baseline_cnn")
+    model = keras.Model(inputs, outputs, name=BASELINE)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
         loss="sparse_categorical_crossentropy",
@@ -125,7 +97,7 @@ def build_baseline_cnn(params: dict, image_size: int, n_classes: int) -> keras.M
 
 
 def baseline_preprocess(rgb):
-    """genreflow.data's 3-channel 0..255 batch -> one channel scaled to 0..1."""
+    """genreflow.models.images's 3-channel 0..255 batch -> one channel scaled to 0..1."""
     return rgb[..., :1] / 255.0
 
 
@@ -137,9 +109,9 @@ def baseline_dataset(
     shuffle: bool,
     seed: int,
 ):
-    """genreflow.data.image_dataset (cached PNG decoding, seeded shuffling, prefetching)
+    """genreflow.models.images.image_dataset (cached PNG decoding, seeded shuffling, prefetching)
     with the baseline's input: batches of (N, H, W, 1) float32 in 0..1."""
-    from genreflow.data import image_dataset
+    from genreflow.models.images import image_dataset
 
     return image_dataset(
         paths, labels, image_size, batch_size, shuffle, seed, preprocess=baseline_preprocess

@@ -18,10 +18,6 @@ from PIL import Image
 from genreflow.scoring import genre_labels
 
 INDEX_COLUMNS = ("clip", "segment", "genre", "image")
-# The random transforms `image_dataset` applies to training images: none. Fine-tuning trains
-# on cached activations of the frozen layers (`genreflow.activations`) only because of
-# that; whoever adds one names it here, and the cache then switches itself off and says so.
-AUGMENTATION: tuple[str, ...] = ()
 MANIFEST_COLUMNS = ("clip", "genre")
 
 

@@ -11,7 +11,7 @@ trains the tail and head on them: a VGG16 `last_block` trial then costs three of
 thirteen convolutions per image instead of a full forward and backward pass.
 
 The model trained this way is the end-to-end model: same layers, weights, batch order
-(`activation_dataset` shuffles as `genreflow.data.image_dataset` does), and the
+(`activation_dataset` shuffles as `genreflow.models.images.image_dataset` does), and the
 tests compare the two trained from the same weights and seed. Activations are stored as
 float32 (the exact model), or with `training.activation_storage: float16` in half the memory
 where that keeps them to 1e-3 of their size and moves the head's input by at most 5% of each
@@ -26,8 +26,6 @@ from typing import Callable, Mapping
 import keras
 import numpy as np
 import tensorflow as tf
-
-from genreflow.data import AUGMENTATION
 
 # float16 keeps an activation array if its relative RMS rounding error stays below this,
 # and if it moves no feature of the head's input (on any probed image) by more than
@@ -158,16 +156,6 @@ def model_input(values: list[np.ndarray]):
     return values if len(values) > 1 else values[0]
 
 
-def check_no_augmentation(log: Callable = print) -> bool:
-    """Whether cached activations are valid: only if training images are not augmented
-    (then the frozen part's output for an image never changes). Says so when they are."""
-    if AUGMENTATION:
-        log(f"WARNING: training images are augmented ({', '.join(AUGMENTATION)}): the "
-            "activation cache is off and fine-tuning runs the whole backbone every epoch")
-        return False
-    return True
-
-
 def activation_dataset(
     activations: list[np.ndarray],
     labels: np.ndarray | None,
@@ -176,7 +164,7 @@ def activation_dataset(
     seed: int,
     rows: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (activations, labels) in the order `genreflow.data.image_dataset` gives
+    """Batches of (activations, labels) in the order `genreflow.models.images.image_dataset` gives
     the same examples' images: tf.data's shuffle depends on the seed, the buffer and the
     count only, so shuffling row numbers gives the images' permutation. `rows` (row numbers
     of a cross-validation fold; `labels` are theirs) picks examples without copying."""

@@ -1,0 +1,38 @@
+"""Classify your own music: a final model exported as a self-contained bundle, and the
+predictions of a bundle for any audio files.
+
+A bundle (`results/export/<backbone>/<feature>/round_<n>/`) is `model.keras` (backbone +
+head in one file, or for musicnn the head on its embedding), `preprocessing.json` (all that
+turns audio into the model's input: audio settings, window length, feature and its
+parameters, image size and input scaling, genres in label order, where the weights came
+from, the caveats) and a README. `load_bundle(path).predict_file("song.mp3")` needs only this
+package and the bundle: no Snakemake, no config; the workflow's `predict` rule calls the same
+code, so both give the same numbers.
+
+- `bundle`: the bundle's contract (what preprocessing.json holds, how it is built and
+  checked) and a loaded bundle (`Bundle`), which classifies files;
+- `export`: writing a final model's bundle (the `export_model` rule);
+- `workflow`: what the `predict` rules run (listing the user's music, one shard's
+  predictions, collecting them); the figure is `genreflow.plots.predictions`.
+
+A track of any length is checked as corpus clips are (`genreflow.audio`), cut into windows
+of the model's own clip or segment length (`genreflow.audio.track_windows`), each window is
+turned into the model's input exactly as the training examples were, and the windows'
+class probabilities are averaged, as the evaluation averages a track's segments.
+
+`preprocessing.json` carries a fingerprint of itself and of model.keras: a bundle whose
+preprocessing was edited after export (a feature the model was not trained on, say) is
+refused instead of giving confident nonsense.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def load_bundle(path: str | os.PathLike):
+    """The bundle in folder `path` (a `genreflow.predict.bundle.Bundle`, checked: see the
+    package's docstring). The public entry point: `load_bundle(folder).predict_file(path)`."""
+    from genreflow.predict.bundle import Bundle
+
+    return Bundle(path)
