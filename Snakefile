@@ -28,4 +28,4 @@ rule all:
         get_final_best_trials,
         rules.final.input,
         rules.segments.input,
-        get_exported_bundle,
+        rules.export.input,

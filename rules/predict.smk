@@ -7,6 +7,7 @@
 localrules:
     export,
     export_model,
+    mark_chosen_bundle,
     predict,
     collect_predictions,
 
@@ -14,6 +15,7 @@ localrules:
 rule export:
     input:
         get_exported_bundle,
+        f"{plan.EXPORTS}/chosen.json",
 
 
 rule export_model:
@@ -33,6 +35,21 @@ rule export_model:
         settings=get_export_settings,
     script:
         "../workflow_scripts/export_model.py"
+
+
+# results/export/chosen.json: which bundle holds the model chosen on validation, so that
+# load_bundle("results/export") finds it.
+rule mark_chosen_bundle:
+    input:
+        unpack(get_chosen_bundle),
+    output:
+        f"{plan.EXPORTS}/chosen.json",
+    log:
+        "logs/mark_chosen_bundle/mark_chosen_bundle.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    script:
+        "../workflow_scripts/mark_chosen_bundle.py"
 
 
 rule predict:

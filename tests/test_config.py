@@ -52,6 +52,13 @@ def test_config_yaml_matches_schema_defaults_where_it_does_not_mean_to_differ():
         ("backbones.musicnn.layer", "taggram", r"backbones\.musicnn\.layer: 'taggram' is not one of"),
         ("tuning.combinations", [{"backbone": "musicnn_msd", "feature": "mel"}],
          r"tuning\.combinations\.0: musicnn backbones embed the audio .*'musicnn_msd' \+ 'mel'"),
+        ("predict.model", "vgg16/mel/round_7",
+         r"predict\.model: 'vgg16/mel/round_7': round 7 does not exist: its chain has rounds 0-2\. "
+         r"The final models of a run are"),
+        ("predict.model", "resnet101/mel/round_0",
+         r"predict\.model: 'resnet101/mel/round_0': backbone 'resnet101' is not in backbones\.names"),
+        ("predict.model", "musicnn_msd/mel/round_0",
+         r"musicnn_msd embeds the audio: its feature is 'audio'"),
     ],
 )
 def test_bad_config_names_the_key(path, value, message):

@@ -102,3 +102,37 @@ def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, m
         assert result["windows"] == 1  # one window of audio.seconds: the training clip
         expected = [getattr(row, f"p_{genre}") for genre in genres]
         np.testing.assert_allclose([result["probabilities"][g] for g in genres], expected, atol=2e-4)
+
+
+def test_export_points_at_the_chosen_bundle_readable_by_all(tiny_gtzan_run, monkeypatch):
+    """`snakemake export`: results/export/chosen.json names the bundle of the model chosen
+    on validation, load_bundle("results/export") loads it, and model.keras has the file
+    mode of any other result (it was 0600)."""
+    import stat
+
+    from genreflow.predict import load_bundle
+
+    workdir, _, _ = tiny_gtzan_run
+    snakemake(workdir, "--cores", "2", "export")
+    headline = json.loads((workdir / "results/final/headline.json").read_text())
+    chosen = json.loads((workdir / "results/export/chosen.json").read_text())
+    model_id = f"{headline['backbone']}/{headline['feature']}/round_{headline['round']}"
+    assert chosen["bundle"] == model_id and chosen["model"] == headline["model"]
+    monkeypatch.chdir(workdir)
+    bundle = load_bundle("results/export")
+    assert bundle.path.resolve() == (workdir / "results/export" / model_id).resolve()
+    mode = stat.S_IMODE((workdir / "results/export" / model_id / "model.keras").stat().st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH
+    readme = (workdir / "results/export" / model_id / "README.md").read_text()
+    assert "predict_files" in readme and "requirements.lock" in readme
+
+
+def test_predicting_with_a_model_the_run_does_not_tune_says_it_trains_it_first(tiny_gtzan_run):
+    workdir, _, _ = tiny_gtzan_run
+    summary = pd.read_csv(workdir / "results/final/summary.csv")
+    tuned = set(zip(summary["backbone"], summary["feature"]))
+    untuned = next(f"vgg16/{feature}/round_0" for feature in ("stft", "mfcc", "chroma", "mel")
+                   if ("vgg16", feature) not in tuned)
+    _, output = snakemake(workdir, "-n", "export", "--config", f"predict={{model: {untuned}}}")
+    assert f"predict.model {untuned} is not among the models this run tunes" in output
+    assert "tune_round" in output and "train_final" in output

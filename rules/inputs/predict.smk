@@ -3,6 +3,7 @@
 
 from genreflow.predict.workflow import list_music, prediction_name
 from genreflow.predict.bundle import bundle_settings
+from snakemake.logging import logger
 
 PREDICT = config["predict"]
 PREDICT_FILES, PREDICT_NOT_AUDIO = (
@@ -13,29 +14,49 @@ PREDICT_NAME = prediction_name(PREDICT) if PREDICT["input"] else None
 
 
 def chosen_model_id():
-    """<backbone>/<feature>/round_<n>: predict.model, or the final model chosen on
-    validation (results/final/headline.json, written by the summarize_final checkpoint).
-    """
-    if PREDICT["model"]:
-        return PREDICT["model"]
+    """<backbone>/<feature>/round_<n> of the final model chosen on validation
+    (results/final/headline.json, written by the summarize_final checkpoint)."""
     chosen = read_json(checkpoint_file(checkpoints.summarize_final, "headline"))
     return plan.model_id(chosen["backbone"], chosen["feature"], chosen["round"])
 
 
+_SAID = set()
+
+
+def predicted_model_id():
+    """predict.model, or the chosen model. A predict.model the run does not tune (not in
+    the screening selection or tuning.combinations) is tuned and trained first: say so."""
+    if not PREDICT["model"]:
+        return chosen_model_id()
+    backbone, feature, _ = PREDICT["model"].split("/")
+    if (backbone, feature) not in get_tuning_pairs() and PREDICT["model"] not in _SAID:
+        _SAID.add(PREDICT["model"])
+        logger.warning(
+            f"predict.model {PREDICT['model']} is not among the models this run tunes "
+            f"({', '.join(f'{b}/{f}' for b, f in get_tuning_pairs())}): its tuning rounds "
+            "and final model are trained first"
+        )
+    return PREDICT["model"]
+
+
+def bundle_files(model_id, names=("model.keras", "preprocessing.json", "README.md")):
+    folder = plan.bundle_folder(model_id)
+    return {name.split(".")[0].lower(): f"{folder}/{name}" for name in names}
+
+
 def get_exported_bundle(wildcards):
-    folder = plan.bundle_folder(chosen_model_id())
-    return [
-        f"{folder}/{name}"
-        for name in ("model.keras", "preprocessing.json", "README.md")
-    ]
+    return list(bundle_files(predicted_model_id()).values())
+
+
+def get_chosen_bundle(wildcards):
+    return {
+        "headline": HEADLINE,
+        "preprocessing": bundle_files(chosen_model_id())["preprocessing"],
+    }
 
 
 def get_predict_bundle(wildcards):
-    folder = plan.bundle_folder(chosen_model_id())
-    return {
-        "model": f"{folder}/model.keras",
-        "preprocessing": f"{folder}/preprocessing.json",
-    }
+    return bundle_files(predicted_model_id(), ("model.keras", "preprocessing.json"))
 
 
 def get_predict_targets(wildcards):

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from genreflow.hyperparameters import TABLE, is_int, range_type, value_problem
-from genreflow.names import AUDIO_FEATURE, FEATURES, GTZAN_GENRES, is_audio_backbone
+from genreflow.names import AUDIO_FEATURE, BASELINE, FEATURES, GTZAN_GENRES, is_audio_backbone
 from genreflow.registry import IMAGE_BACKBONES
 
 SCHEMA_FILE = "config.schema.yaml"
@@ -237,6 +237,7 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         if not os.path.isfile(os.path.join(base_dir, path)):
             problems.append(f"config key splits.lists.{split}: file {path!r} does not exist")
     problems.extend(_tuning_relations(config))
+    problems.extend(_predict_model_problems(config))
     source = config["predict"]["input"]
     if source is not None and not os.path.exists(os.path.join(base_dir, source)):
         problems.append(
@@ -438,3 +439,43 @@ def _tuning_relations(config: dict) -> list[str]:
             )
         problems.extend(_rounds_problems(f"{key}.rounds", block["rounds"], kind))
     return problems
+
+
+def _predict_model_problems(config: dict) -> list[str]:
+    """predict.model must name a final model this config can have: a backbone of
+    backbones.names (or the baseline CNN) on a feature it is screened or trained on, and a
+    round of its chain."""
+    model = config["predict"]["model"]
+    if model is None:
+        return []
+    backbone, feature, round_part = model.split("/")
+    n = int(round_part.removeprefix("round_"))
+    tuning = config["tuning"]
+    baseline = tuning["baseline"]
+    problems = []
+    if backbone == BASELINE:
+        if not baseline["enabled"]:
+            problems.append("the baseline CNN is off (tuning.baseline.enabled)")
+        elif feature not in FEATURES:
+            problems.append(f"the baseline CNN trains on an image feature {list(FEATURES)}")
+        rounds = len(baseline["rounds"])
+    else:
+        rounds = len(tuning["rounds"])
+        expected = AUDIO_FEATURE if is_audio_backbone(backbone) else None
+        if backbone not in config["backbones"]["names"]:
+            problems.append(f"backbone {backbone!r} is not in backbones.names "
+                            f"{config['backbones']['names']}")
+        elif expected and feature != expected:
+            problems.append(f"{backbone} embeds the audio: its feature is {expected!r}")
+        elif not expected and feature not in config["screening"]["features"]:
+            problems.append(f"feature {feature!r} is not in screening.features "
+                            f"{config['screening']['features']}")
+    if n >= rounds:
+        problems.append(f"round {n} does not exist: its chain has rounds 0-{rounds - 1}")
+    if not problems:
+        return []
+    return [f"config key predict.model: {model!r}: {'; '.join(problems)}. The final models "
+            "of a run are <backbone>/<feature>/round_<n> of its tuned combinations (they are "
+            "listed in results/final/summary.csv); null predicts with the one chosen on "
+            "validation"]
+

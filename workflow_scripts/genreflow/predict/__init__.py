@@ -32,7 +32,16 @@ import os
 
 def load_bundle(path: str | os.PathLike):
     """The bundle in folder `path` (a `genreflow.predict.bundle.Bundle`, checked: see the
-    package's docstring). The public entry point: `load_bundle(folder).predict_file(path)`."""
+    package's docstring), or, for the export folder (`results/export`), the bundle of the
+    final model chosen on validation (its chosen.json says which). The public entry point:
+    `load_bundle("results/export").predict_file("song.mp3")`."""
+    from pathlib import Path
+
+    from genreflow.io import read_json
     from genreflow.predict.bundle import Bundle
 
-    return Bundle(path)
+    folder = Path(path)
+    pointer = folder / "chosen.json"
+    if not (folder / "model.keras").exists() and pointer.is_file():
+        folder = folder / read_json(pointer)["bundle"]
+    return Bundle(folder)

@@ -4,13 +4,11 @@ validation, its model.keras, preprocessing.json (`genreflow.predict.bundle`) and
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from genreflow.io import read_json, write_json, write_text_atomic
+from genreflow.io import atomic_path, read_json, write_json, write_text_atomic
 from genreflow.predict.bundle import fingerprint, preprocessing_record
 
 
@@ -40,7 +38,20 @@ def bundle_readme(preprocessing: Mapping) -> str:
         "",
         f"bundle = load_bundle({'path/to/this/folder'!r})",
         'print(bundle.predict_file("song.mp3"))  # {"genre": ..., "probabilities": {...}}',
+        "predictions, rejected = bundle.predict_files([\"a.mp3\", \"b.flac\"])  # pandas tables",
         "```",
+        "",
+        "`predict_file` classifies one file and raises `genreflow.audio.BadClip` with the "
+        "reason for a file it cannot use; `predict_files` classifies many at once (the model "
+        "is loaded once) and returns one row per usable file (the top genre, its probability, "
+        "then one `p_<genre>` column per genre) and the files it refused with the reason.",
+        "",
+        "Loading needs the genreflow package and its pinned TensorFlow (Keras 3), as "
+        "genreflow's README installs them (`pip install --no-deps -r requirements.lock -e .` "
+        "in a clone of the repository): model.keras holds a genreflow layer "
+        "(`InferenceMode`), so plain `keras.saving.load_model` needs `import "
+        "genreflow.models.backbones` first. The checks of preprocessing.json refuse a bundle "
+        "edited after export.",
         "",
         f"Input: audio of any format libsndfile reads, mono at {rate} Hz, "
         f"cut into windows of {preprocessing['window_seconds']:g} s whose class probabilities "
@@ -83,11 +94,8 @@ def export_bundle(
     round, label)."""
     chosen = choose_seed(metrics_jsons)
     metrics = read_json(metrics_jsons[chosen])
-    Path(out_model).parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".keras", dir=Path(out_model).parent)
-    os.close(fd)
-    shutil.copyfile(model_kerases[chosen], tmp)
-    os.replace(tmp, out_model)
+    with atomic_path(out_model, suffix=".keras") as tmp:  # readable like any result file
+        shutil.copyfile(model_kerases[chosen], tmp)
     preprocessing = preprocessing_record(settings, metrics)
     preprocessing["fingerprint"] = fingerprint(out_model, preprocessing)
     write_json(out_preprocessing, preprocessing)
@@ -95,3 +103,25 @@ def export_bundle(
     log(f"exported {settings['model']['label']} round {settings['model']['round']}, seed "
         f"{metrics['seed']} (best validation macro-F1 of {len(metrics_jsons)} seeds) to "
         f"{Path(out_model).parent}")
+
+
+# One job's entry point: the mark_chosen_bundle rule.
+def mark_chosen_bundle(headline_json: str, preprocessing_json: str, out_json: str,
+                       log=print) -> None:
+    """results/export/chosen.json: which bundle holds the final model chosen on validation,
+    so that `load_bundle("results/export")` and a reader find it without knowing its name."""
+    headline = read_json(headline_json)
+    model = read_json(preprocessing_json)["model"]
+    chosen = (headline["backbone"], headline["feature"], int(headline["round"]))
+    if (model["backbone"], model["feature"], int(model["round"])) != chosen:
+        raise ValueError(f"{preprocessing_json} is the bundle of {model['label']} round "
+                         f"{model['round']}, not of the chosen model {headline['model']}")
+    bundle = Path(preprocessing_json).parent
+    write_json(out_json, {
+        "bundle": str(bundle.relative_to(Path(out_json).parent)),
+        "model": headline["model"], "round": int(headline["round"]), "seed": model["seed"],
+        "chosen_by": headline["chosen_by"], "valid_macro_f1": headline["valid_macro_f1"],
+        "test_macro_f1": headline["test_macro_f1"],
+    })
+    log(f"the chosen model's bundle is {bundle}")
+
