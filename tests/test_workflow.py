@@ -144,8 +144,8 @@ def test_on_bad_file_fail_stops_with_every_bad_file_listed(tmp_path):
     write_config(tmp_path, config)
     code, output = snakemake(tmp_path, "--cores", "1", "results/corpus/clips.csv", check=False)
     assert code != 0
-    assert "7 bad file(s) and audio.on_bad_file is 'fail'" in output
-    assert "jazz.00054.wav: not readable as audio" in output
+    assert "9 bad file(s) and audio.on_bad_file is 'fail'" in output
+    assert "jazz.00054.wav: damaged WAV header: no 'RIFF' id" in output
     assert not (tmp_path / "results/corpus/checked/000.csv").exists()
 
 
