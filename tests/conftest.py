@@ -156,7 +156,9 @@ def tiny_gtzan_run(tmp_path_factory):
     folder = make_tiny_gtzan(workdir / "corpus")
     expected_rejects = make_faulty_files(folder)
     write_config(workdir, TINY_CONFIG)
-    _, output = snakemake(workdir, "--cores", "2")
+    # as a user runs it: TensorFlow's C++ logging at its default level (the console test)
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    _, output = snakemake(workdir, "--cores", "2", env=env)
     return workdir, expected_rejects, output
 
 

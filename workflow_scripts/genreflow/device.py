@@ -42,7 +42,7 @@ def no_gpu_reason() -> tuple[str, str]:
         return ("the CPU-only TensorFlow wheel (tensorflow-cpu) is installed",
                 "install the GPU lock: pip install --no-deps -r requirements-gpu.lock (see the "
                 "README, 'GPU clusters')")
-    return ("TensorFlow could not load the CUDA libraries (see the job's stderr for the "
+    return ("TensorFlow could not load the CUDA libraries (the job's log file names the "
             "library it missed)",
             "install tensorflow[and-cuda] of the same version (requirements-gpu.lock), or load "
             "the site's CUDA module before running Snakemake")
