@@ -81,8 +81,8 @@ def test_library_start_up_lines_go_to_the_log_and_what_matters_to_the_console(tm
         assert done.returncode == 0
         return
     assert done.returncode == 1
-    assert re.search(r"\] FAILED: ValueError: no clip in split valid \(traceback below and in "
-                     + re.escape(str(log)) + r"\)$", console, re.M)
+    assert re.search(r"\] FAILED \(traceback below and in " + re.escape(str(log))
+                     + r"\): ValueError: no clip in split valid$", console, re.M)
     # the interpreter's own traceback after it, and the full traceback in the log
     assert console.rstrip().endswith("ValueError: no clip in split valid")
     assert "Traceback (most recent call last)" in console

@@ -108,8 +108,8 @@ def logged_job(snakemake):
                 yield log
             except BaseException as error:
                 log.write("FAILED:\n" + traceback.format_exc(), console=False)
-                log(f"FAILED: {type(error).__name__}: {error}"
-                    + (f" (traceback below and in {path})" if path else ""))
+                where = f" (traceback below and in {path})" if path else ""
+                log(f"FAILED{where}: {type(error).__name__}: {error}")
                 raise
     finally:
         log.close()
