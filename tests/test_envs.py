@@ -116,40 +116,82 @@ def _module_file(name):
     return base.with_suffix(".py") if base.with_suffix(".py").is_file() else None
 
 
+def _imports(node, package):
+    """Module names an import statement names (relative ones resolved in `package`)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    module = node.module or ""
+    if node.level:
+        parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+        module = ".".join([*parts, *([node.module] if node.module else [])])
+    return [module, *(f"{module}.{alias.name}" for alias in node.names)]
+
+
+def _names(nodes):
+    """Every name the code uses: variables, attributes, names imported from modules."""
+    found = set()
+    for node in (inner for outer in nodes for inner in ast.walk(outer)):
+        if isinstance(node, ast.Name):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.add(node.attr)
+        elif isinstance(node, ast.ImportFrom):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
 def imported_modules(script):
-    """Top-level names of the non-standard-library modules a script's job can import: its
-    imports and those of every genreflow module it reaches, at any depth and inside
-    functions too (genreflow imports heavy libraries where they are used). This
-    over-approximates what one job imports, never under-approximates it."""
-    external, seen = set(), set()
-    todo = [(script, "")]
-    while todo:
-        path, package = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                module = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    module = ".".join([*parts, *([node.module] if node.module else [])])
-                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
-            else:
+    """Top-level names of the non-standard-library modules a script's job can import.
+
+    From the script, every genreflow module it imports (with its packages' __init__) is
+    reached, and in it the module-level code (classes included) and every top-level
+    function whose name the reached code uses anywhere; their imports, at any depth and
+    inside functions too (genreflow imports heavy libraries where they are used), are
+    followed the same way. Matching by name over-approximates what one job imports, never
+    under-approximates it, and keeps a CPU job from "importing" TensorFlow because a
+    module it uses also holds a TensorFlow helper it never calls."""
+    external, used = set(), set()
+    modules, functions, done = set(), {}, set()
+    units = [(script, "", ast.parse(script.read_text()).body)]
+
+    def reach_module(name):
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # packages' __init__ run first
+            path = _module_file(".".join(parts[:i]))
+            if path is None or path in modules:
                 continue
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "genreflow":
-                    if parts[0] not in sys.stdlib_module_names and parts[0] != "__future__":
-                        external.add(parts[0])
+            modules.add(path)
+            package = ".".join(parts[: i if path.name == "__init__.py" else i - 1])
+            body = ast.parse(path.read_text()).body
+            defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+            for node in body:
+                if isinstance(node, defs):
+                    functions[(path, node.name)] = (package, node)
+            units.append((path, package, [node for node in body if not isinstance(node, defs)]))
+
+    while units:
+        while units:
+            path, package, nodes = units.pop()
+            used |= _names(nodes)
+            for node in (inner for outer in nodes for inner in ast.walk(outer)):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    # `python -m genreflow.audio_embeddings`: a process of its own, in the
+                    # same environment (prediction with a musicnn bundle)
+                    if re.fullmatch(r"genreflow(\.\w+)+", node.value) and _module_file(node.value):
+                        reach_module(node.value)
                     continue
-                for i in range(1, len(parts) + 1):  # packages' __init__ run first
-                    found = _module_file(".".join(parts[:i]))
-                    if found:
-                        is_package = found.name == "__init__.py"
-                        todo.append((found, ".".join(parts[: i if is_package else i - 1])))
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                for name in _imports(node, package):
+                    top = name.split(".")[0]
+                    if top == "genreflow":
+                        reach_module(name)
+                    elif top not in sys.stdlib_module_names and top != "__future__":
+                        external.add(top)
+        for key, (package, node) in list(functions.items()):
+            if key not in done and key[1] in used:
+                done.add(key)
+                units.append((key[0], package, [node]))
     return external
 
 
@@ -204,9 +246,34 @@ def test_every_rule_env_holds_what_its_job_imports():
 
 def test_the_import_walk_sees_imports_inside_functions():
     """The walk is what makes the test above mean something: scipy.fft is imported inside
-    genreflow.features.power_stft, sklearn inside genreflow.folds, musicnn inside
-    genreflow.audio_embeddings."""
+    genreflow.features.power_stft, sklearn inside the fold functions, musicnn inside
+    genreflow.audio_embeddings; and TensorFlow only where a job reaches a function that
+    imports it."""
     assert "scipy" in imported_modules(SCRIPTS / "make_images.py")
     assert "sklearn" in imported_modules(SCRIPTS / "tune_round.py")
     assert {"musicnn", "librosa"} <= imported_modules(SCRIPTS / "embed_audio.py")
-    assert {"soundfile", "soxr"} <= imported_modules(SCRIPTS / "predict_shard.py")
+    # and musicnn where a bundle may be a musicnn one: its embedding runs as
+    # `python -m genreflow.audio_embeddings` in the job's environment
+    assert {"soundfile", "soxr", "tensorflow", "musicnn", "librosa"} <= imported_modules(
+        SCRIPTS / "predict_shard.py")
+    assert "tensorflow" not in imported_modules(SCRIPTS / "check_clips.py")
+
+
+def test_the_import_walk_follows_only_functions_the_code_uses(tmp_path, monkeypatch):
+    """A module-level import counts; a function's import counts once a reached piece of
+    code names the function, and not before."""
+    package = tmp_path / "genreflow"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text(
+        "import numpy\n\n"
+        "def used():\n    import scipy.fft\n    return later()\n\n"
+        "def later():\n    import soundfile\n\n"
+        "def unused():\n    import tensorflow\n")
+    script = tmp_path / "job.py"
+    script.write_text("from genreflow.helpers import used\nused()\n")
+    monkeypatch.setattr(sys.modules[__name__], "SCRIPTS", tmp_path)
+    assert imported_modules(script) == {"numpy", "scipy", "soundfile"}
+    (package / "child.py").write_text("import pandas\n")
+    script.write_text("import subprocess, sys\nsubprocess.run([sys.executable, '-m', 'genreflow.child'])\n")
+    assert imported_modules(script) == {"pandas"}
