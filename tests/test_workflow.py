@@ -75,8 +75,11 @@ def test_splits_are_stratified_disjoint_and_cover_the_accepted_clips(tiny_gtzan_
 
 # genreflow's own lines: `[<rule> <wildcards> <seconds>s] ...` (genreflow.jobs.JobLog)
 GENREFLOW_LINE = re.compile(r"^\[[a-z_]+(?: \S+)? +\d+\.\ds\] ")
-# what Snakemake prints before its log file is open
-SNAKEMAKE_PREAMBLE = re.compile(r"^(Using workflow specific profile |Config file .* is extended by )")
+# what Snakemake prints before its log file is open, and its timestamps (formatted again for
+# the log file, so a second may pass between the two copies)
+SNAKEMAKE_PREAMBLE = re.compile(
+    r"^(Using workflow specific profile |Config file .* is extended by "
+    r"|\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]$)")
 
 
 def test_the_console_holds_only_snakemake_and_genreflow_lines(tiny_gtzan_run):
