@@ -65,15 +65,26 @@ def make_faulty_files(folder, seconds=6.0):
     (folder / "disco" / "disco.90000.wav").write_bytes((tone(seconds) * 32767).astype("<i2").tobytes())
     soundfile.write(folder / "metal" / "metal.90000.wav", np.zeros(int(seconds * 22050)), 22050)
     soundfile.write(folder / "reggae" / "reggae.90000.wav", tone(1.0), 22050)
+    # an mp3 whose download stopped at 40% (its header still promises the whole clip), and
+    # random bytes under an mp3 name (libsndfile calls both "File does not exist")
+    mp3 = folder / "country" / "_whole.mp3"
+    soundfile.write(mp3, tone(seconds), 22050, format="MP3")
+    (folder / "country" / "country.90000.mp3").write_bytes(mp3.read_bytes()[: int(0.4 * mp3.stat().st_size)])
+    mp3.unlink()
+    garbage = np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    (folder / "hiphop" / "hiphop.90001.mp3").write_bytes(garbage)
     # what else a real collection holds: a link to a file that is gone, a text file
     (folder / "hiphop" / "hiphop.90000.wav").symlink_to("gone.wav")
     (folder / "classical" / "liner_notes.txt").write_text("recorded live\n")
+    # each reason says what is wrong with the file; the decoder's words come after it
     return {
         "blues.90000": "empty file",
-        "jazz.00054": "not readable as audio",
-        "rock.90000": "not readable as audio",
-        "pop.90000": "not readable as audio",
-        "disco.90000": "not readable as audio",
+        "jazz.00054": "damaged WAV header: no 'RIFF' id",
+        "rock.90000": 'not an audio file: no audio format\'s header (it is text, starting "not audio")',
+        "pop.90000": "truncated WAV file: its header gives",
+        "disco.90000": "not an audio file: no audio format's header (it starts with bytes",
+        "country.90000": "truncated MP3 file: its header gives",
+        "hiphop.90001": "not an audio file: no audio format's header (it starts with bytes",
         "metal.90000": "silent",
         "reggae.90000": "too short",
         "hiphop.90000": "broken symbolic link",
@@ -145,7 +156,9 @@ def tiny_gtzan_run(tmp_path_factory):
     folder = make_tiny_gtzan(workdir / "corpus")
     expected_rejects = make_faulty_files(folder)
     write_config(workdir, TINY_CONFIG)
-    _, output = snakemake(workdir, "--cores", "2")
+    # as a user runs it: TensorFlow's C++ logging at its default level (the console test)
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    _, output = snakemake(workdir, "--cores", "2", env=env)
     return workdir, expected_rejects, output
 
 

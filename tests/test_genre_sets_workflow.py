@@ -119,7 +119,7 @@ def test_predict_classifies_your_own_music_better_than_chance(own_music):
     rejected = pd.read_csv(workdir / "results/predict/my_music/rejected.csv")
     reasons = dict(zip(rejected["file"].map(lambda f: f.split("/")[-1]), rejected["reason"]))
     assert reasons["empty.wav"].startswith("empty file")
-    assert reasons["notes.mp3"].startswith("not readable as audio")
+    assert reasons["notes.mp3"].startswith("not an audio file: no audio format's header (it is text")
     assert reasons["silence.flac"].startswith("silent")
     assert reasons["cover.jpg"].startswith("not an audio file name")
     assert (workdir / "results/predict/my_music/probabilities.png").read_bytes()[:4] == b"\x89PNG"

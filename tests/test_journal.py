@@ -165,3 +165,58 @@ def test_plots_and_collection_open_journals_the_same_way():
 
     assert collect.journal_storage is worker.journal_storage is journal_module.journal_storage
     assert "JournalFileBackend" not in inspect.getsource(tuning_plots)
+
+
+# ------------------------------------------------------------------- optuna-dashboard
+def dashboard_storage(path):
+    """The storage optuna-dashboard opens for `optuna-dashboard <file>` on Linux and macOS
+    (optuna_dashboard/_storage_url.py, get_journal_file_storage, v0.20): a JournalStorage
+    on a JournalFileBackend with its default lock, the symbolic-link lock. Written out here
+    because optuna-dashboard is an optional extra (`pip install -e '.[dashboard]'`), not in
+    requirements.lock."""
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(file_path=str(path)))
+
+
+def test_a_rounds_journal_opens_as_optuna_dashboard_opens_it(tmp_path):
+    """README, "Tuning in optuna-dashboard": every trial genreflow wrote is read back, with
+    its parameters, values and the claims genreflow keeps in trial attributes."""
+    path = tmp_path / "results/tuning/vgg16/mel/round_0/study.journal"
+    written = _finished_study(path, n_complete=3)
+    studies = optuna.get_all_study_summaries(storage=dashboard_storage(path))
+    assert [summary.study_name for summary in studies] == ["s"]
+    read = optuna.load_study(study_name="s", storage=dashboard_storage(path))
+    assert [t.params for t in read.trials] == [t.params for t in written.trials]
+    assert [t.value for t in read.trials] == pytest.approx([0.0, 0.1, 0.2])
+    assert [t.system_attrs for t in read.trials] == [t.system_attrs for t in written.trials]
+    assert read.best_trial.number == 2
+
+
+def test_the_dashboards_lock_and_genreflows_exclude_each_other(tmp_path):
+    """The dashboard writes too (notes, a trial's state): its symbolic-link lock and
+    genreflow's open lock are the same `study.journal.lock`, so neither writes while the
+    other holds it."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    path = tmp_path / "study.journal"
+    _finished_study(path, n_complete=1)
+    ours = journal_module.ReportingOpenLock(str(path), log=lambda m: None)
+    dashboards = JournalFileSymlinkLock(str(path), grace_period=None)
+    got = threading.Event()
+    assert ours.acquire()
+    waiter = threading.Thread(target=lambda: dashboards.acquire() and got.set())
+    waiter.start()
+    time.sleep(1.0)
+    assert not got.is_set()  # waits while genreflow holds the lock
+    ours.release()
+    waiter.join(timeout=10)
+    assert got.is_set()
+    said = []
+    worker = threading.Thread(target=lambda: said.append(_reload(path, said).trials))
+    worker.start()
+    time.sleep(1.0)
+    assert any("waiting for the journal lock" in str(line) for line in said)
+    dashboards.release()
+    worker.join(timeout=10)
+    assert len(said[-1]) == 1

@@ -122,7 +122,7 @@ def test_unusable_files_are_rejected_with_reasons_and_the_rest_go_on(bundle_dir,
     assert list(predictions["file"]) == [paths[-1]]
     reasons = dict(zip(rejected["file"], rejected["reason"]))
     assert reasons[paths[0]].startswith("empty file")
-    assert reasons[paths[1]].startswith("not readable as audio")
+    assert reasons[paths[1]].startswith("not an audio file: no audio format's header (it is text")
     assert reasons[paths[2]].startswith("silent")
     assert reasons[paths[3]].startswith("too short")
     with pytest.raises(BadClip, match="silent"):

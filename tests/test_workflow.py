@@ -73,6 +73,47 @@ def test_splits_are_stratified_disjoint_and_cover_the_accepted_clips(tiny_gtzan_
         assert part["genre"].nunique() == 10, split
 
 
+# genreflow's own lines: `[<rule> <wildcards> <seconds>s] ...` (genreflow.jobs.JobLog)
+GENREFLOW_LINE = re.compile(r"^\[[a-z_]+(?: \S+)? +\d+\.\ds\] ")
+# what Snakemake prints before its log file is open, and its timestamps (formatted again for
+# the log file, so a second may pass between the two copies)
+SNAKEMAKE_PREAMBLE = re.compile(
+    r"^(Using workflow specific profile |Config file .* is extended by "
+    r"|\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\]$)")
+
+
+def test_the_console_holds_only_snakemake_and_genreflow_lines(tiny_gtzan_run):
+    """The tiny run (TensorFlow, musicnn, a damaged mp3 among its clips) printed nothing on
+    the console that came from neither Snakemake (its log file holds every line it printed)
+    nor genreflow: TensorFlow's C++ start-up lines, musicnn's deprecations and libmpg123's
+    notes are in the jobs' logs, and genreflow's lines name the job's model."""
+    from collections import Counter
+
+    workdir, _, output = tiny_gtzan_run
+    first_run = sorted((workdir / ".snakemake/log").glob("*.snakemake.log"))[0]
+    printed_by_snakemake = Counter(first_run.read_text().splitlines())
+    lines = output.splitlines()
+    other = []
+    for line in lines:
+        if not line.strip() or GENREFLOW_LINE.match(line) or SNAKEMAKE_PREAMBLE.match(line):
+            continue
+        if printed_by_snakemake[line]:
+            printed_by_snakemake[line] -= 1
+            continue
+        other.append(line)
+    assert other == [], f"{len(other)} of {len(lines)} console lines:\n" + "\n".join(other[:40])
+    assert "Shell command: None" not in output
+    # genreflow's progress lines name the model, so that parallel jobs can be told apart
+    assert re.search(r"^\[tune_round vgg16/mel/round_0/worker_0 +\d", output, re.M)
+    assert re.search(r"^\[train_final musicnn_msd/audio/round_0/seed_1 +\d", output, re.M)
+    assert re.search(r"^\[make_images mel/shard_000 +\d", output, re.M)
+    # what the libraries said is kept, in the job's own log
+    logs = {path: path.read_text() for path in (workdir / "logs").rglob("*.log")}
+    assert any("oneDNN custom operations" in text for path, text in logs.items()
+               if "embed_images" in path.parts)
+    assert any("is deprecated" in text for path, text in logs.items() if "embed_audio" in path.parts)
+
+
 def test_a_finished_run_has_nothing_left_to_do(tiny_gtzan_run):
     workdir, _, _ = tiny_gtzan_run
     _, output = snakemake(workdir, "-n")
@@ -144,8 +185,8 @@ def test_on_bad_file_fail_stops_with_every_bad_file_listed(tmp_path):
     write_config(tmp_path, config)
     code, output = snakemake(tmp_path, "--cores", "1", "results/corpus/clips.csv", check=False)
     assert code != 0
-    assert "7 bad file(s) and audio.on_bad_file is 'fail'" in output
-    assert "jazz.00054.wav: not readable as audio" in output
+    assert "9 bad file(s) and audio.on_bad_file is 'fail'" in output
+    assert "jazz.00054.wav: damaged WAV header: no 'RIFF' id" in output
     assert not (tmp_path / "results/corpus/checked/000.csv").exists()
 
 

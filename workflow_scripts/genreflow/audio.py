@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 
+from genreflow.audio_formats import truncation, unreadable_reason
+
 SILENCE_DBFS = -60.0
 # Read past the clip's end so that resampling gives the first `seconds` exactly as from the
 # whole file: soxr's HQ filter looks ahead a few milliseconds.
@@ -76,6 +78,8 @@ class Decoded:
     samples: np.ndarray  # float32 [frames, channels]: the first frames of the file
     sample_rate: int
     source_frames: int  # frames in the whole file, as its header says
+    format: str = ""  # libsndfile's name of the format ("WAV", "MP3", ...)
+    header_frames: int = 0  # as its header says; above source_frames if the data ends early
 
 
 def decode(path: str | os.PathLike, max_seconds: float | None = None) -> Decoded:
@@ -89,17 +93,16 @@ def decode(path: str | os.PathLike, max_seconds: float | None = None) -> Decoded
     try:
         with soundfile.SoundFile(path) as source:
             rate, total = int(source.samplerate), int(source.frames)
+            format_name = source.format
             wanted = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
             samples = source.read(wanted, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-        # libsndfile's own words ("Format not recognised", "Unspecified internal
-        # error", ...) are what a user can search for, so keep them.
-        message = str(error).replace(str(path), "").strip(" :")
-        raise BadClip(f"not readable as audio: {message}") from None
+        raise BadClip(unreadable_reason(path, error)) from None
     # A header can promise more frames than the file holds (a cut-off download).
+    header_frames = total
     if max_seconds is None or samples.shape[0] < wanted:
         total = samples.shape[0]
-    return Decoded(samples, rate, total)
+    return Decoded(samples, rate, total, format_name, header_frames)
 
 
 def to_mono_at_rate(samples: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -128,6 +131,22 @@ def check_signal(mono: np.ndarray, settings: AudioSettings, seconds: float) -> N
         )
 
 
+def check_length_of(
+    path, format_name: str, header_frames: int, frames: int, rate: int, settings: AudioSettings
+) -> None:
+    """A file too short to use because it was cut short says so: "truncated", not just
+    "too short", is what tells a user to fetch it again."""
+    if frames / rate >= settings.min_seconds:
+        return
+    cut = truncation(path, header_frames, frames, rate)
+    if cut:
+        short = (
+            "no audio frames" if frames == 0 else
+            f"too short: {frames / rate:.2f} s < audio.min_seconds {settings.min_seconds:g} s"
+        )
+        raise BadClip(f"truncated {format_name} file: {cut}; {short}")
+
+
 def fit_length(mono: np.ndarray, n_samples: int) -> np.ndarray:
     if mono.size >= n_samples:
         return mono[:n_samples]
@@ -138,6 +157,8 @@ def load_clip(path: str | os.PathLike, settings: AudioSettings) -> tuple[np.ndar
     """Decode, check and normalise one clip (see the module docstring for the rule)."""
     decoded = decode(path, settings.seconds + RESAMPLER_MARGIN_SECONDS)
     samples, rate = decoded.samples, decoded.sample_rate
+    check_length_of(path, decoded.format, decoded.header_frames, decoded.source_frames, rate,
+                    settings)
     if samples.shape[0] == 0:
         raise BadClip("no audio frames")
     mono = to_mono_at_rate(samples, rate, settings.sample_rate)
@@ -179,6 +200,7 @@ def load_track(
     try:
         with soundfile.SoundFile(path) as source:
             rate, channels = int(source.samplerate), int(source.channels)
+            format_name, header_frames = source.format, int(source.frames)
             resampler = None
             if rate != settings.sample_rate:
                 import soxr
@@ -201,8 +223,8 @@ def load_track(
     except BadClip:
         raise
     except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
-        message = str(error).replace(str(path), "").strip(" :")
-        raise BadClip(f"not readable as audio: {message}") from None
+        raise BadClip(unreadable_reason(path, error)) from None
+    check_length_of(path, format_name, header_frames, frames, rate, settings)
     if frames == 0:
         raise BadClip("no audio frames")
     track = np.concatenate(parts)

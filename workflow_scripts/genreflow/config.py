@@ -19,6 +19,9 @@ from genreflow.names import AUDIO_FEATURE, BASELINE, FEATURES, GTZAN_GENRES, is_
 from genreflow.registry import IMAGE_BACKBONES
 
 SCHEMA_FILE = "config.schema.yaml"
+# Snakemake's --config takes no dotted keys (`dataset.root=...` stops it with a traceback
+# before this package runs): a nested value is given as a YAML mapping, merged key by key.
+ROOT_FIX = "--config dataset='{root: /data/gtzan}'"
 
 
 class ConfigError(ValueError):
@@ -143,11 +146,12 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         if not dataset["root"]:
             problems.append(
                 "config key dataset.root: required when dataset.kind is gtzan; set it to the "
-                "folder that holds genres_original/ (e.g. --config dataset.root=/data/gtzan)"
+                f"folder that holds genres_original/ (e.g. {ROOT_FIX})"
             )
         elif not os.path.isdir(os.path.join(base_dir, dataset["root"])):
             problems.append(
-                f"config key dataset.root: folder {dataset['root']!r} does not exist"
+                f"config key dataset.root: folder {dataset['root']!r} does not exist; set it "
+                f"to the folder that holds genres_original/ (e.g. {ROOT_FIX})"
             )
     elif dataset["synthetic"]["seconds"] < audio["min_seconds"]:
         problems.append(

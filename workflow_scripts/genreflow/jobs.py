@@ -1,10 +1,17 @@
 """What every workflow script needs around its one call: a log that reaches both the
-job's log file (kept by Snakemake and by Slurm) and the terminal, and tracebacks in it; and
-for a TensorFlow job, its device and threads (`prepare_tensorflow`).
+job's log file (kept by Snakemake and by Slurm) and the terminal, and tracebacks in it.
 
-A TensorFlow job says in its log which device it runs on, and a job that was given a GPU
-but cannot use it is stopped at once instead of running for hours on the CPU. Slurm tells
-a job its GPUs in SLURM_JOB_GPUS (or SLURM_STEP_GPUS) and CUDA_VISIBLE_DEVICES. If it has
+The terminal shows what genreflow says (each line names the job: rule and wildcards, so
+that jobs running side by side can be told apart), warnings that may matter, and every
+failure. What libraries print while a job runs goes to the job's log file only:
+TensorFlow's C++ start-up lines (about 650 of the demo's 5,000 console lines, some of them
+`E0000 ... use_unbounded_threadpool`, which read as errors and are not), musicnn's
+deprecation warnings, libmpg123's notes on a damaged mp3. A job that dies in C++ (no
+Python traceback) is shown with its log by Snakemake (`show-failed-logs`).
+
+For a TensorFlow job, `prepare_tensorflow` sets its threads and device: it says in its log
+which device it runs on, and a job that was given a GPU but cannot use it is stopped at
+once instead of running for hours on the CPU. Slurm tells a job its GPUs in SLURM_JOB_GPUS (or SLURM_STEP_GPUS) and CUDA_VISIBLE_DEVICES. If it has
 one but TensorFlow sees none, the usual causes are the CPU-only TensorFlow wheel
 (genreflow's default lock installs `tensorflow-cpu`) or CUDA libraries the wheel cannot
 load; the error says which and how to fix it. On a machine without a GPU allocation
@@ -19,18 +26,24 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Mapping
 
 
 class JobLog:
-    def __init__(self, path: str | None, name: str):
+    def __init__(self, path: str | None, name: str, console=None):
         self.name = name
         self.handle = open(path, "w", encoding="utf-8") if path else None
+        self.console = console
         self.started = time.perf_counter()
 
     def __call__(self, message: str) -> None:
+        self.write(message, console=True)
+
+    def write(self, message: str, console: bool) -> None:
         line = f"[{self.name} {time.perf_counter() - self.started:7.1f}s] {message}"
-        print(line, file=sys.stderr, flush=True)
+        if console:
+            print(line, file=self.console or sys.stderr, flush=True)
         if self.handle:
             print(line, file=self.handle, flush=True)
 
@@ -39,16 +52,75 @@ class JobLog:
             self.handle.close()
 
 
+def job_name(snakemake) -> str:
+    """The rule and its wildcards, as the job's log path spells them: `tune_round
+    vgg16/mel/round_1/worker_0`, `make_images mel/shard_003`."""
+    wildcards = getattr(snakemake, "wildcards", None)
+    parts = [
+        f"{name}_{value}" if str(value).isdigit() else str(value)
+        for name, value in (wildcards.items() if wildcards is not None else ())
+    ]
+    return " ".join([snakemake.rule, "/".join(parts)]) if parts else snakemake.rule
+
+
+def harmless(category: type[Warning], message) -> bool:
+    """Deprecation notices of libraries (musicnn's TF1 layers, TensorFlow's own): the
+    user can do nothing about them."""
+    return issubclass(
+        category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+    ) or "deprecated" in str(message).lower()
+
+
+@contextlib.contextmanager
+def library_output_to_log(log: JobLog):
+    """Send the process's stdout and stderr (file descriptors 1 and 2, where C++ libraries
+    write) to the job's log file while the job runs; `log` keeps the terminal. Python
+    warnings that may matter reach the terminal through `log`, deprecations only the file."""
+    if log.handle is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    log.console = open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+        log.write(f"WARNING from {text}" if not harmless(category, message) else text,
+                  console=not harmless(category, message))
+
+    warnings.showwarning = show
+    try:
+        for fd in (1, 2):
+            os.dup2(log.handle.fileno(), fd)
+        yield
+    finally:
+        warnings.showwarning = shown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        log.console.close()
+        log.console = None
+
+
 @contextlib.contextmanager
 def logged_job(snakemake):
-    """Yield a log function for the job; a failure's traceback goes to the log too."""
+    """Yield a log function for the job; a failure's traceback goes to the log, and the
+    interpreter prints it on the terminal as it ends."""
     path = snakemake.log[0] if len(snakemake.log) else None
-    log = JobLog(path, snakemake.rule)
+    log = JobLog(path, job_name(snakemake))
     try:
-        yield log
-    except BaseException:
-        log("FAILED:\n" + traceback.format_exc())
-        raise
+        with library_output_to_log(log):
+            try:
+                yield log
+            except BaseException as error:
+                log.write("FAILED:\n" + traceback.format_exc(), console=False)
+                where = f" (traceback below and in {path})" if path else ""
+                log(f"FAILED{where}: {type(error).__name__}: {error}")
+                raise
     finally:
         log.close()
     exit_without_teardown(snakemake)
@@ -100,7 +172,7 @@ def no_gpu_reason() -> tuple[str, str]:
         return ("the CPU-only TensorFlow wheel (tensorflow-cpu) is installed",
                 "install the GPU lock: pip install --no-deps -r requirements-gpu.lock (see the "
                 "README, 'GPU clusters')")
-    return ("TensorFlow could not load the CUDA libraries (see the job's stderr for the "
+    return ("TensorFlow could not load the CUDA libraries (the job's log file names the "
             "library it missed)",
             "install tensorflow[and-cuda] of the same version (requirements-gpu.lock), or load "
             "the site's CUDA module before running Snakemake")

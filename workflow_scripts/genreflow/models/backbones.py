@@ -101,7 +101,7 @@ def _missing_weights_message(backbone: str, path: str | os.PathLike | None) -> s
     return (
         f"ImageNet weights for backbone {backbone!r} not found at {path}. Download "
         f"{spec.weights_url} (md5 {spec.weights_md5}) and put it at exactly that path; "
-        f"`snakemake fetch_weights` (the local fetch rule, which runs "
+        f"`snakemake --cores 1 {path}` (the local rule fetch_weights, which runs "
         f"genreflow.models.backbones.fetch_weights on a machine with internet) does it. "
         f"Training never downloads weights itself."
     )
@@ -135,7 +135,7 @@ def resolve_weights(
         raise ValueError(
             f"{path} has md5 {md5}, but Keras' published ImageNet file for {backbone} "
             f"({spec.weights_url}) has md5 {spec.weights_md5}: it is another file or a "
-            "damaged copy. Delete it and run `snakemake fetch_weights` where there is "
+            f"damaged copy. Delete it and run `snakemake --cores 1 {path}` where there is "
             "internet, or put the published file there; to train from another weights "
             "file on purpose, give its path as backbones.weights."
         )
