@@ -207,7 +207,7 @@ _SECOND_TIMBRES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "reed": lambda k, f0: (1.0 / k**0.8) * (1.0 + np.exp(-(((k * f0 - 1200.0) / 800.0) ** 2))),
     "muted": lambda k, f0: np.exp(-(((k * f0 - 2300.0) / 1100.0) ** 2)) + 0.2 / k,
     "brass": lambda k, f0: 1.0 / k**0.5 * (k * f0 < 3500),
-    "bass_round": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 4], [1.0, 0.2, 0.4, 0.08]),
+    "bass_round": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 4], [1.0, 0.6, 0.1, 0.12]),
     "bass_synth": lambda k, f0: (1.0 / k) * np.exp(-k * f0 / 1600.0),
     "bass_pick": lambda k, f0: 1.0 / k**1.5 * np.exp(-k * f0 / 1500.0),
     # another singer: formants about 12% higher
