@@ -29,6 +29,14 @@ to learn tendencies rather than look clips up:
 
 Randomness comes only from ``numpy.random.default_rng`` seeded with a BLAKE2 hash of
 (genre, index, seed), so a clip is bit-identical across runs and processes.
+
+A second rendering of the same songs (``render_clip(..., rendering=1)``, `write_songs`)
+draws every musical choice from that same generator (notes, rhythm, form, tempo, key, mix
+levels) but plays the parts on other instruments (each timbre's second synthesis
+`_SECOND_TIMBRES`, another drum kit, another guitar amp) and records them in another room,
+EQ, noise and bus (`_master_second`), with draws of its own generator: the same song
+recorded another way, for the robustness stage (tests/test_synthetic.py checks that its
+chromagram follows the first rendering's while its MFCC timbre does not).
 """
 
 from __future__ import annotations
