@@ -293,19 +293,22 @@ def perturb(y, sample_rate: int, spec: Mapping, rng: np.random.Generator | None 
 
 def describe(spec: Mapping) -> str:
     """A perturbation in words, for tables and captions."""
-    p = parameters(spec)
-    kind = spec["kind"]
-    return {
-        "mp3": lambda: (f"MP3 round trip (libsndfile/LAME, {p['bitrate_mode']} bitrate, "
-                        f"compression level {p['compression_level']:g})"),
-        "lowpass": lambda: f"low-pass {p['cutoff_hz']:g} Hz (Butterworth, order {p['order']})",
-        "highpass": lambda: f"high-pass {p['cutoff_hz']:g} Hz (Butterworth, order {p['order']})",
-        "tilt": lambda: (f"EQ tilt {p['db_per_octave']:+g} dB/octave about "
-                         f"{p['pivot_hz']:g} Hz"),
-        "noise": lambda: f"{p['color']} noise at {p['snr_db']:g} dB SNR",
-        "reverb": lambda: (f"synthetic room, RT60 {p['rt60_seconds']:g} s, direct-to-reverberant "
-                           f"{p['drr_db']:g} dB"),
-        "resample": lambda: f"round trip through {p['rate']} Hz (soxr)",
-        "pitch": lambda: f"pitch {p['semitones']:+g} semitone(s), duration kept",
-        "gain": lambda: f"gain {p['db']:+g} dB",
-    }[kind]()
+    p, kind = parameters(spec), spec["kind"]
+    if kind == "mp3":
+        return (f"MP3 round trip (libsndfile/LAME, {p['bitrate_mode']} bitrate, compression "
+                f"level {p['compression_level']:g})")
+    if kind in ("lowpass", "highpass"):
+        name = "low-pass" if kind == "lowpass" else "high-pass"
+        return f"{name} {p['cutoff_hz']:g} Hz (Butterworth, order {p['order']})"
+    if kind == "tilt":
+        return f"EQ tilt {p['db_per_octave']:+g} dB/octave about {p['pivot_hz']:g} Hz"
+    if kind == "noise":
+        return f"{p['color']} noise at {p['snr_db']:g} dB SNR"
+    if kind == "reverb":
+        return (f"synthetic room, RT60 {p['rt60_seconds']:g} s, direct-to-reverberant "
+                f"{p['drr_db']:g} dB")
+    if kind == "resample":
+        return f"round trip through {p['rate']} Hz (soxr)"
+    if kind == "pitch":
+        return f"pitch {p['semitones']:+g} semitone(s), duration kept"
+    return f"gain {p['db']:+g} dB"
