@@ -215,10 +215,15 @@ def get_model_notes(wildcards):
 # alone: the caveats (in genreflow.run_info's words) and, once summarize_final has run, the
 # chosen model's test scores (results/final/headline.json) reach it through this key.
 HEADLINE = f"{plan.FINAL}/headline.json"
+# and, once summarize_robustness has run, its worst perturbation
+ROBUSTNESS_HEADLINE = f"{plan.ROBUSTNESS}/headline.json"
 config["report_front_page"] = {
     "caveats": caveats(RUN_ABOUT),
     "weights": RUN_ABOUT["weights"],
     "headline": read_json(HEADLINE) if os.path.exists(HEADLINE) else None,
+    "robustness": (
+        read_json(ROBUSTNESS_HEADLINE) if os.path.exists(ROBUSTNESS_HEADLINE) else None
+    ),
 }
 
 
@@ -231,3 +236,4 @@ include: "inputs/tuning.smk"
 include: "inputs/evaluation.smk"
 include: "inputs/segments.smk"
 include: "inputs/predict.smk"
+include: "inputs/robustness.smk"

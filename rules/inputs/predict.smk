@@ -25,7 +25,8 @@ _SAID = set()
 
 def predicted_model_id():
     """predict.model, or the chosen model. A predict.model the run does not tune (not in
-    the screening selection or tuning.combinations) is tuned and trained first: say so."""
+    the screening selection or tuning.combinations) is tuned and trained first: say so.
+    """
     if not PREDICT["model"]:
         return chosen_model_id()
     backbone, feature, _ = PREDICT["model"].split("/")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from genreflow.names import AUDIO_FEATURE, BASELINE, SPLITS, is_audio_backbone
+from genreflow.names import AUDIO_FEATURE, BASELINE, SECOND_RENDERING, SPLITS, is_audio_backbone
 
 Pair = tuple[str, str]  # (backbone, feature)
 
@@ -45,6 +45,15 @@ SEGMENTS = f"{RESULTS}/segments"
 EXPORTS = f"{RESULTS}/export"
 EXPORT = f"{EXPORTS}/{MODEL_ID}"
 PREDICTIONS = f"{RESULTS}/predict/{{name}}"
+ROBUSTNESS = f"{RESULTS}/robustness"
+# the test clips under one condition (a perturbation, or the second rendering): audio + table
+ROBUSTNESS_AUDIO = f"{ROBUSTNESS}/audio/{{condition}}"
+# what the models read of every condition's clips: a feature's images, an audio backbone's
+# embeddings (the clean test clips' are the main run's own)
+ROBUSTNESS_FEATURE = f"{ROBUSTNESS}/features/{{feature}}"
+ROBUSTNESS_EMBEDDINGS = f"{ROBUSTNESS}/embeddings/{{backbone}}"
+# one scoring job per chain of rounds (every round and seed of a (backbone, feature))
+ROBUSTNESS_MODELS = f"{ROBUSTNESS}/models/{{backbone}}/{{feature}}"
 
 
 def at_segment_length(folder: str) -> str:
@@ -186,3 +195,38 @@ def segment_file(row: Mapping, main_length: str, name: str) -> str:
     folder = SEGMENT_SCREENED.format(length=row["length"], backbone=row["backbone"],
                                      feature=row["feature"])
     return f"{folder}/{name}"
+
+
+def robustness_conditions(perturbations: Sequence[str], second_rendering: bool,
+                          corpus: str) -> list[str]:
+    """The conditions every final model is scored under besides the clean test split: the
+    perturbations (config names, in config order), then the second rendering of the test
+    songs, which only the synthetic corpus has."""
+    rendered = [SECOND_RENDERING] if second_rendering and corpus == "synthetic" else []
+    return [*perturbations, *rendered]
+
+
+def robustness_audio_table(condition: str) -> str:
+    return f"{ROBUSTNESS_AUDIO.format(condition=condition)}/clips.csv"
+
+
+def robustness_inputs(backbone: str, feature: str) -> dict[str, str]:
+    """What scoring a final model of (backbone, feature) under the conditions reads besides
+    its model.keras files: `clean`, the test inputs the model was tested on (the feature's
+    image index, or an audio backbone's embedding cache), and `conditions`, the same made
+    from every condition's clips."""
+    if is_audio_backbone(backbone):
+        return {
+            "clean": embeddings_file(backbone, AUDIO_FEATURE),
+            "conditions": f"{ROBUSTNESS_EMBEDDINGS.format(backbone=backbone)}/{AUDIO_FEATURE}.npz",
+        }
+    return {
+        "clean": feature_index(feature),
+        "conditions": f"{ROBUSTNESS_FEATURE.format(feature=feature)}/index.csv",
+    }
+
+
+def robustness_predictions(backbone: str, feature: str) -> str:
+    """The predictions of every final model of (backbone, feature) under every condition."""
+    return f"{ROBUSTNESS_MODELS.format(backbone=backbone, feature=feature)}/predictions.csv"
+

@@ -119,6 +119,22 @@ def split_dataset(
     )
 
 
+def image_model_input(images: np.ndarray, backbone: str) -> np.ndarray:
+    """8-bit gray images (N, H, W) as a model of `backbone` that takes images reads them:
+    the training pipeline's batch preprocessing (`split_dataset`), on arrays. For a final
+    model.keras (its backbone and head in one) and the bundle, which feed it images made
+    outside that pipeline."""
+    from genreflow.models.images import to_backbone_input
+
+    if model_kind(backbone) == "baseline":
+        from genreflow.models.baseline import baseline_preprocess as preprocess
+    else:
+        from genreflow.models.backbones import backbone_spec
+
+        preprocess = backbone_spec(backbone).preprocess_input
+    return np.asarray(to_backbone_input(np.asarray(images)[..., None], preprocess))
+
+
 def pooled_examples(data: ModelData) -> pd.DataFrame:
     """The train and validation image rows together: what cross-validation folds cut."""
     return pd.concat([data.examples["train"], data.examples["valid"]], ignore_index=True)

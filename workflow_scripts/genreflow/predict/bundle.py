@@ -188,13 +188,10 @@ class Bundle:
         pre = self.preprocessing
         computer = FeatureComputer(pre["audio"]["sample_rate"], {pre["feature"]: pre["feature_block"]})
         images = np.stack([clip_images(computer, window, pre["image_size"])[pre["feature"]]
-                           for window in windows])[..., None]
-        if pre["scaling"] == "baseline":
-            return images.astype(np.float32) / 255.0
-        from genreflow.models.backbones import backbone_spec
-        from genreflow.models.images import to_backbone_input
+                           for window in windows])
+        from genreflow.models.data import image_model_input
 
-        return np.asarray(to_backbone_input(images, backbone_spec(pre["backbone"]).preprocess_input))
+        return image_model_input(images, pre["backbone"])
 
     # -------------------------------------------------------------------- predicting
     def predict_files(self, paths: Sequence[str], log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
