@@ -238,6 +238,7 @@ def summary_table(
         row["test_absent_genres"] = " ".join(tracks.absent(genres))
         for metric, interval in intervals.items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+            row[f"test_{metric}_na"] = interval.missing
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -248,7 +249,7 @@ def markdown_tables(
 ) -> str:
     """The study's Tables 1-4: one table per backbone, one row per image type, ordered by
     validation macro-F1 (which alone decides what goes on to tuning)."""
-    from genreflow.intervals import absent_note, bracket
+    from genreflow.intervals import absent_note, bracket, na_note
 
     lines = [f"> **{note}**\n" for note in notes]
     folds = int(summary["folds"].max())
@@ -277,6 +278,8 @@ def markdown_tables(
         "type; the test columns were not used to choose. Brackets: the "
         f"{bootstrap.describe()}.\n"
     )
+    if note := na_note(summary.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     for backbone, group in summary.groupby("backbone", sort=True):
         lines.append(f"### {backbone}\n")
         lines.append("| feature | validation macro-F1 | test macro-F1 | test accuracy |")
