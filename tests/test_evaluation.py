@@ -347,14 +347,15 @@ def _record(path, backbone, round_, valid_f1, valid_loss, test_f1s):
     return str(path)
 
 
-TRUTH = [0] * 10 + [1] * 10
+TRUTH = [0] * 20 + [1] * 20
 
 
-def _correct(n_wrong_per_class):
-    """Predictions of TRUTH with the first n of each class wrong."""
+def _correct(n_wrong_per_ten):
+    """Predictions of TRUTH (20 tracks per class: enough for an interval) with the first
+    2n of each class wrong."""
     predicted = list(TRUTH)
-    for start in (0, 10):
-        for i in range(start, start + n_wrong_per_class):
+    for start in (0, 20):
+        for i in range(start, start + 2 * n_wrong_per_ten):
             predicted[i] = 1 - predicted[i]
     return predicted
 

@@ -306,7 +306,8 @@ HEADLINE = {
 }
 
 
-NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None}}
+NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None,
+                                              "missing": "a genre has 2 test tracks (fewer than 4)"}}
 
 
 @pytest.mark.parametrize("weights", ["none", "imagenet"])
@@ -335,7 +336,7 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
     assert "stratified by genre, seed 42" in html
     words = " ".join(html.split())
     if headline is NO_INTERVAL:
-        assert "Test macro-F1 0.500 (no interval: a genre has a single test track)" in words
+        assert "Test macro-F1 0.500 (no interval: a genre has 2 test tracks (fewer than 4))" in words
     elif headline:
         assert ("The chosen model: VGG16 + mel spectrogram, tuning round 2. Test macro-F1 0.712 "
                 "(95% interval 0.645 to 0.781), test accuracy 0.720") in words

@@ -57,6 +57,8 @@ def comparison_table(
                 "test_accuracy": test["tracks"]["accuracy"],
                 "test_accuracy_low": intervals["accuracy"].low,
                 "test_accuracy_high": intervals["accuracy"].high,
+                "test_macro_f1_na": intervals["macro_f1"].missing,
+                "test_accuracy_na": intervals["accuracy"].missing,
                 "test_segment_macro_f1": test["examples"]["macro_f1"],
                 "test_segment_accuracy": test["examples"]["accuracy"],
                 "valid_macro_f1": valid["tracks"]["macro_f1"],
@@ -66,6 +68,7 @@ def comparison_table(
             }
         )
     table = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    table["delta_vs_whole_na"] = ""
     for i, record in table.iterrows():
         whole = tracks.get((WHOLE, record["backbone"], record["feature"]))
         if record["length"] == WHOLE or whole is None:
@@ -76,6 +79,7 @@ def comparison_table(
                                   bootstrap)["macro_f1"]
         table.loc[i, ["delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high"]] = (
             delta.estimate, delta.low, delta.high)
+        table.loc[i, "delta_vs_whole_na"] = delta.missing
     return table
 
 
@@ -86,13 +90,14 @@ SUMMARY_COLUMNS = [
     "test_segment_macro_f1", "test_segment_accuracy",
     "delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high",
     "valid_macro_f1", "valid_accuracy", "chance", "epochs_run",
+    "test_macro_f1_na", "test_accuracy_na", "delta_vs_whole_na",
 ]
 
 
 def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
     """Models as rows, lengths as columns: track-level test macro-F1 with its interval,
     and for segments the paired difference to whole clips."""
-    from genreflow.intervals import bracket
+    from genreflow.intervals import bracket, na_note
 
     lengths = length_order(table["length"])
     lines = [f"> **{note}**\n" for note in notes]
@@ -103,6 +108,8 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) ->
         "the interval of that paired difference (holding 0: the test split cannot tell "
         "the lengths apart). Last line of a cell: per single segment.\n"
     )
+    if note := na_note(table.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     lines.append("| model | " + " | ".join(lengths) + " |")
     lines.append("|---|" + "---:|" * len(lengths))
     for (backbone, feature), group in table.groupby(["backbone", "feature"], sort=True):

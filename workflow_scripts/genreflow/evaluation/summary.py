@@ -22,7 +22,7 @@ SUMMARY_COLUMNS = (
     "test_segment_macro_f1_mean", "test_segment_macro_f1_std",
     "test_segment_accuracy_mean", "test_segment_accuracy_std",
     "tuning_objective", "tuning_value", "corpus", "split", "weights", "pretrained",
-    "test_absent_genres",
+    "test_absent_genres", "test_macro_f1_na", "test_accuracy_na", "delta_macro_f1_na",
 )
 
 
@@ -66,10 +66,12 @@ def summary_table(
         for metric, interval in score_intervals(model_tracks.labels, model_tracks.predicted,
                                                 len(genres), bootstrap).items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+            row[f"test_{metric}_na"] = interval.missing
         row["test_absent_genres"] = " ".join(model_tracks.absent(genres))
         rows.append(row)
         tracks.append(model_tracks)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    summary["delta_macro_f1_na"] = ""
     summary["position"] = np.arange(len(summary))
     order = rank_by_validation(summary)
     tracks = [tracks[i] for i in order["position"]]
@@ -82,6 +84,7 @@ def summary_table(
                                   bootstrap)["macro_f1"]
         order.loc[i, ["delta_macro_f1", "delta_macro_f1_low", "delta_macro_f1_high"]] = (
             delta.estimate, delta.low, delta.high)
+        order.loc[i, "delta_macro_f1_na"] = delta.missing
     return order[list(SUMMARY_COLUMNS)]
 
 
@@ -120,7 +123,7 @@ def table5_markdown(
         spread = f"mean ± sample sd over {n_seeds[0]} seeds"
     else:
         spread = "mean ± sample sd over the seeds counted in the last column"
-    from genreflow.intervals import absent_note
+    from genreflow.intervals import absent_note, na_note
 
     chosen = summary.iloc[0]
     lines = [f"> **{note}**\n" for note in notes]
@@ -139,6 +142,8 @@ def table5_markdown(
         "that paired difference (an interval holding 0: the test split cannot tell the two "
         "apart).\n"
     )
+    if note := na_note(summary.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     header = ["rank", "model", "round", "validation macro-F1",
               "test macro-F1" + (" (tracks)" if segmented else "")]
     if segmented:
@@ -170,12 +175,17 @@ def headline(summary: pd.DataFrame, bootstrap, notes: Sequence[str]) -> dict:
         **{
             f"test_{metric}": {"mean": float(chosen[f"test_{metric}_mean"]),
                                "low": _finite_or_none(chosen[f"test_{metric}_low"]),
-                               "high": _finite_or_none(chosen[f"test_{metric}_high"])}
+                               "high": _finite_or_none(chosen[f"test_{metric}_high"]),
+                               "missing": _text_or_none(chosen.get(f"test_{metric}_na"))}
             for metric in ("macro_f1", "accuracy")
         },
         "interval": bootstrap.describe(),
         "caveats": list(notes),
     }
+
+
+def _text_or_none(value) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _finite_or_none(value) -> float | None:
