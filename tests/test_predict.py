@@ -16,6 +16,7 @@ from genreflow.predict import load_bundle
 from genreflow.predict.bundle import BundleError
 from genreflow.predict.export import export_bundle
 from genreflow.predict.workflow import list_music
+from odd_audio import mostly_silence, white_noise
 
 SR = 22050
 GENRES = ["ambient", "drone", "zydeco"]
@@ -61,6 +62,45 @@ def test_list_music_walks_the_folder_and_says_what_it_leaves_out(tmp_path):
     assert reasons["gone.wav"].startswith("broken symbolic link")
 
 
+TEMPERATURE = 1.7
+
+
+def mel_inputs(clips):
+    """The baseline CNN's input for each 4 s window of `clips` (as the bundle makes it)."""
+    from genreflow.features import FeatureComputer, clip_images
+
+    computer = FeatureComputer(SR, {"mel": MEL})
+    windows = [clip[start:start + 4 * SR] for clip in clips
+               for start in range(0, clip.size - 4 * SR + 1, 4 * SR)]
+    return np.stack([clip_images(computer, w.astype(np.float32), 32)["mel"] for w in windows])[..., None] / 255.0
+
+
+def write_confidence(model, folder):
+    """What export takes from the final model besides model.keras: a calibration.json
+    (temperature TEMPERATURE for seed 0) and the unfamiliar score's statistics, fitted on
+    the model's representations of `music` clips (training: seeds 0-5, one label per pitch;
+    validation: seeds 6-9)."""
+    from genreflow.io import write_json
+    from genreflow.models.unfamiliar import Representations, describe, fit_statistics, with_threshold
+
+    represent = Representations(model)
+    train = [music(8.0, seed=s % 3) + 0.02 * np.random.default_rng(s).normal(size=8 * SR)
+             for s in range(6)]
+    _, features = represent(mel_inputs(train))
+    stats = fit_statistics(features, np.repeat(np.arange(6) % 3, 2))
+    valid = [music(4.0, seed=s % 3) + 0.02 * np.random.default_rng(s).normal(size=4 * SR)
+             for s in range(6, 10)]
+    stats = with_threshold(stats, stats.window_scores(represent(mel_inputs(valid))[1]), 0.25)
+    stats.save(folder / "unfamiliarity.npz")
+    write_json(folder / "unfamiliarity.json", {
+        **describe(stats, "the last hidden layer"), "seed": 0,
+        "valid": {"flagged_share": 0.25}, "test": {"flagged_share": 0.0}})
+    write_json(folder / "calibration.json", {
+        "method": "temperature scaling", "bins": 10,
+        "per_seed": [{"seed": 0, "temperature": TEMPERATURE, "valid": {"n_tracks": 4},
+                      "test": {"ece_before": 0.3, "ece_after": 0.1}}]})
+
+
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle of a small (untrained) baseline CNN on 32 px mel images, as export writes it."""
@@ -74,6 +114,7 @@ def bundle_dir(tmp_path_factory):
     save_model_atomic(model, folder / "seed_0.keras")
     write_json(folder / "seed_0.json", {"seed": 0, "valid": {"tracks": {"macro_f1": 0.5, "loss": 1.0}},
                                         "test": {"tracks": {"macro_f1": 0.4}}})
+    write_confidence(model, folder)
     out = tmp_path_factory.mktemp("bundle")
     settings = {
         "genres": GENRES, "audio": AUDIO, "window_seconds": 4.0, "feature": "mel",
@@ -82,8 +123,11 @@ def bundle_dir(tmp_path_factory):
         "caveats": ["SYNTHETIC DEMO CORPUS: test"],
         "model": {"backbone": "baseline_cnn", "feature": "mel", "round": 0, "label": "Baseline CNN + mel"},
     }
-    export_bundle([str(folder / "seed_0.json")], [str(folder / "seed_0.keras")], settings,
-                  str(out / "model.keras"), str(out / "preprocessing.json"), str(out / "README.md"),
+    export_bundle([str(folder / "seed_0.json")], [str(folder / "seed_0.keras")],
+                  str(folder / "calibration.json"), str(folder / "unfamiliarity.npz"),
+                  str(folder / "unfamiliarity.json"), settings,
+                  str(out / "model.keras"), str(out / "unfamiliarity.npz"),
+                  str(out / "preprocessing.json"), str(out / "README.md"),
                   log=lambda message: None)
     return out
 
@@ -163,4 +207,92 @@ def test_an_edited_preprocessing_json_is_refused(bundle_dir, tmp_path):
         load_bundle(edited)
     (edited / "model.keras").unlink()
     with pytest.raises(BundleError, match="model.keras is missing"):
+        load_bundle(edited)
+
+
+def test_predictions_are_calibrated_with_the_top_three_genres_and_the_unfamiliar_flag(bundle_dir, tmp_path):
+    """Each file: the mean of its windows' probabilities through the bundle's temperature,
+    the three likeliest genres in order, and music like the training clips unflagged while
+    white noise and a clip that is mostly silence are flagged."""
+    from genreflow.evaluation.calibration import temperature_scaled
+    from genreflow.models.train import predict_proba
+    from genreflow.predict.bundle import PREDICTION_COLUMNS
+
+    bundle = load_bundle(bundle_dir)
+    assert bundle.temperature == TEMPERATURE and bundle.preprocessing["format"] == 2
+    song = music(8.0, seed=1) + 0.02 * np.random.default_rng(40).normal(size=8 * SR)
+    paths = {"song": tmp_path / "song.wav", "noise": tmp_path / "noise.wav",
+             "silence": tmp_path / "mostly_silence.wav"}
+    soundfile.write(paths["song"], song, SR, subtype="FLOAT")  # the samples exactly
+    song = soundfile.read(paths["song"], dtype="float32")[0]
+    soundfile.write(paths["noise"], white_noise(8.0, 0), SR)
+    soundfile.write(paths["silence"], mostly_silence(song, 0.5, 0), SR)
+    predictions, _ = bundle.predict_files([str(p) for p in paths.values()], log=lambda m: None)
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *(f"p_{g}" for g in GENRES)]
+    rows = predictions.set_index("file")
+    raw = predict_proba(bundle.model, mel_inputs([song])).mean(axis=0)
+    expected = temperature_scaled(raw, TEMPERATURE)
+    song_row = rows.loc[str(paths["song"])]
+    np.testing.assert_allclose([song_row[f"p_{g}"] for g in GENRES], expected, atol=1e-6)
+    order = np.argsort(-expected)
+    assert [song_row["genre"], song_row["second_genre"], song_row["third_genre"]] == \
+        [GENRES[i] for i in order]
+    assert song_row["probability"] > song_row["second_probability"] > song_row["third_probability"]
+    assert song_row["probability"] == pytest.approx(expected[order[0]], abs=1e-6)
+    assert not song_row["unfamiliar"] and song_row["unfamiliarity"] < 1.0
+    for odd in ("noise", "silence"):
+        assert rows.loc[str(paths[odd]), "unfamiliar"], rows[["unfamiliar", "unfamiliarity"]]
+        assert rows.loc[str(paths[odd]), "unfamiliarity"] > 1.0
+    result = bundle.predict_file(paths["noise"])
+    assert result["unfamiliar"] is True and result["top"][0][0] == result["genre"]
+    assert len(result["top"]) == 3 and result["unfamiliarity"] > 1.0
+    readme = (bundle_dir / "README.md").read_text()
+    assert "T = 1.700" in readme and "does not say that the genre is wrong" in readme
+
+
+def test_a_bundle_exported_before_calibration_loads_with_temperature_one_and_no_flag(bundle_dir, tmp_path):
+    """Format 1 (no temperature, no unfamiliar score): it still predicts, with the model's
+    own probabilities, empty flag columns, and a warning that says so."""
+    import shutil
+
+    from genreflow.models.train import predict_proba
+    from genreflow.predict.bundle import fingerprint
+
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(bundle_dir / "model.keras", old / "model.keras")
+    preprocessing = json.loads((bundle_dir / "preprocessing.json").read_text())
+    for key in ("calibration", "unfamiliarity", "fingerprint"):
+        preprocessing.pop(key)
+    preprocessing["format"] = 1
+    preprocessing["fingerprint"] = fingerprint(old / "model.keras", preprocessing)
+    (old / "preprocessing.json").write_text(json.dumps(preprocessing))
+    with pytest.warns(UserWarning, match="bundle format 1.*temperature 1.*no file is flagged"):
+        bundle = load_bundle(old)
+    assert bundle.temperature == 1.0 and bundle.unfamiliarity is None and bundle.flag_meaning is None
+    y = music(4.0, seed=2)
+    path = tmp_path / "song.wav"
+    soundfile.write(path, y, SR)
+    result = bundle.predict_file(path)
+    assert result["unfamiliar"] is None and result["unfamiliarity"] is None
+    raw = predict_proba(bundle.model, bundle.image_inputs(y[None].astype(np.float32)))[0]
+    np.testing.assert_allclose([result["probabilities"][g] for g in GENRES], raw, atol=1e-5)
+    predictions, _ = bundle.predict_files([str(path)], log=lambda m: None)
+    assert predictions["unfamiliar"].isna().all() and predictions["unfamiliarity"].isna().all()
+
+
+def test_a_bundle_whose_score_statistics_were_changed_is_refused(bundle_dir, tmp_path):
+    import shutil
+
+    from genreflow.models.unfamiliar import Unfamiliarity
+
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle_dir, edited)
+    stats = Unfamiliarity.load(edited / "unfamiliarity.npz")
+    stats.threshold *= 10  # a threshold that flags nothing
+    stats.save(edited / "unfamiliarity.npz")
+    with pytest.raises(BundleError, match="does not describe this model.keras and unfamiliarity.npz"):
+        load_bundle(edited)
+    (edited / "unfamiliarity.npz").unlink()
+    with pytest.raises(BundleError, match="unfamiliarity.npz is missing"):
         load_bundle(edited)
