@@ -87,18 +87,27 @@ def saved_and_loaded(model, path):
     return keras.saving.load_model(path, compile=False)
 
 
+def softmax_of(features, model):
+    """What the model's softmax layer makes of `features`."""
+    from genreflow.models.unfamiliar import _softmax_layer
+
+    weights, bias = _softmax_layer(model).get_weights()
+    logits = features @ weights + bias
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return expected / expected.sum(axis=1, keepdims=True)
+
+
 def test_an_image_models_representation_is_its_own_backbones_pooled_features(images, tmp_path):
-    """A fine-tuned model.keras (its last layers changed by training): the score reads the
-    pooled features of its own backbone, not those of the frozen network the embedding
-    cache was made with."""
+    """A fine-tuned model.keras (its last backbone layers changed by training): the score
+    reads the pooled features of its own backbone, not those of the frozen network the
+    embedding cache was made with."""
     from genreflow.models.backbones import build_backbone, embedding_model
     from genreflow.models.heads import build_classifier, classifier_backbone
     from genreflow.models.train import predict_proba
     from genreflow.models.unfamiliar import Representations, representation_name
 
     model = build_classifier("vgg16", 32, None, {"trainable_layers": 2, "units": 8}, 3, seed=0)
-    backbone = classifier_backbone(model)
-    for layer in backbone.layers[-2:]:  # what fine-tuning does to the tail
+    for layer in classifier_backbone(model).layers[-2:]:  # what fine-tuning does to the tail
         layer.set_weights([w * 1.5 + 0.01 for w in layer.get_weights()])
     loaded = saved_and_loaded(model, tmp_path / "model.keras")
     probabilities, features = Representations(loaded)(images)
@@ -114,17 +123,21 @@ def test_a_head_on_an_embedding_reads_the_embedding_and_the_baseline_its_last_hi
         images, tmp_path):
     from genreflow.models.baseline import build_baseline_cnn
     from genreflow.models.heads import build_head
-    from genreflow.models.unfamiliar import Representations, representation_name
+    from genreflow.models.unfamiliar import (
+        Representations,
+        representation_name,
+        softmax_input_tensor,
+    )
 
     head = saved_and_loaded(build_head(12, {"units": 8}, 3, seed=0), tmp_path / "head.keras")
     embeddings = np.random.default_rng(1).normal(size=(5, 12)).astype(np.float32)
     _, features = Representations(head)(embeddings)
     np.testing.assert_array_equal(features, embeddings)
     assert "embedding" in representation_name(head)
+    assert softmax_input_tensor(head).shape[-1] == 8  # the measured alternative: its hidden units
     cnn = saved_and_loaded(build_baseline_cnn({"conv_layers": 1, "kernels": 4, "dense_layers": 2,
                                                "units": [16, 8]}, 32, 3), tmp_path / "cnn.keras")
-    gray = images[..., :1] / 255.0
-    probabilities, features = Representations(cnn)(gray)
+    probabilities, features = Representations(cnn)(images[..., :1] / 255.0)
     assert features.shape == (6, 8)  # the last dense block's units
     weights, bias = cnn.get_layer("predictions").get_weights()
     logits = features @ weights + bias

@@ -4,17 +4,29 @@ A classifier gives a genre to anything, a microphone recording or a speech as mu
 song, and often with confidence: its probabilities say how the classes compare, not whether
 the input is like any of them. The score here looks at what the model computes before it
 decides: the representation its head reads (`representation_tensor`), and how far that lies
-from the training examples' representations of the nearest genre.
+from the training examples' representations of the nearest genre (Lee et al., 2018).
 
-- The representation is taken from the model itself (a sub-model of model.keras up to its
-  head's input, `probabilities_and_representations`), so the score of an exported model is
-  computed by the network that was exported: for an image backbone (frozen or fine-tuned)
-  its pooled features, for a head on an audio backbone's embedding that embedding, for the
-  baseline CNN its last hidden layer.
+- The representation is taken from the model itself (a sub-model of model.keras,
+  `Representations`), so the score of an exported model is computed by the network that
+  was exported: for an image backbone (frozen or fine-tuned) its pooled features, for a
+  head on an audio backbone's embedding that embedding, for the baseline CNN its last
+  hidden layer.
+- Chosen by measurement over the input of the softmax layer (`softmax_input_tensor`, the
+  head's last hidden layer; benchmarks/confidence.py --representation softmax_input,
+  BENCHMARKS.md "Confidence"). On the demo's 16 final models the softmax input flagged a
+  shifted rendering of the songs more often (median 50% against 32%) and its flagged songs
+  were the less accurate ones more often (14 models of 16 against 8); but a head trained
+  on few examples maps noise into its genres' region: on the tests' tiny run (2 epochs,
+  16 units) it let white noise and near-silent clips through (0.75 and 0.96 of the
+  threshold) where the head's input flagged them at 2.6 and 2.0 times it. The head's input
+  never missed white noise, near-silent clips or speech on any measured model (the
+  baseline CNN's last hidden layer excepted for speech), so it is the default; what it
+  cannot see is what a given head learned to rely on (for a frozen backbone it is the same
+  for every head trained on it).
 - The distance is the Mahalanobis distance to the nearest genre's mean under one shared
-  covariance (Lee et al., 2018), the features standardised by the training set's mean and
-  spread and the covariance shrunk (Ledoit-Wolf: hundreds of features, tens to hundreds of
-  training examples), divided by sqrt(features) so that it reads as a distance per feature.
+  covariance, the features standardised by the training set's mean and spread and the
+  covariance shrunk (Ledoit-Wolf: hundreds of features, tens to hundreds of training
+  examples), divided by sqrt(features) so that it reads as a distance per feature.
 - A track's score is the mean of its windows' scores (a long song is several windows).
   The mean, not the maximum: the threshold is fitted on tracks of one or a few windows, and
   the maximum of many windows would exceed it far more often than `rate` for in-distribution
@@ -36,13 +48,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The representation of each kind of saved model (`representation_tensor`), by the name of
-# the layer whose output (or input) it is.
+# The softmax layer of each kind of saved model: a head's (on a backbone or an embedding),
+# the baseline CNN's.
+SOFTMAX_LAYERS = ("head_predictions", "predictions")
 POOL_LAYER = "pool"  # an image backbone classifier: backbone -> pool -> head
-HEAD_OUTPUT_LAYERS = ("head_predictions", "predictions")  # a head's / the baseline's softmax
 AGGREGATION = "mean"
 # standardisation floor, as genreflow.models.heads.feature_statistics floors the head's
 VARIANCE_FLOOR = 1e-2
+
+
+def _softmax_layer(model):
+    names = {layer.name for layer in model.layers}
+    for name in SOFTMAX_LAYERS:
+        if name in names:
+            return model.get_layer(name)
+    raise ValueError(f"model {model.name!r} has none of the layers {SOFTMAX_LAYERS}: not a "
+                     "genreflow classifier")
 
 
 def representation_name(model) -> str:
@@ -57,18 +78,22 @@ def representation_name(model) -> str:
 
 def representation_tensor(model):
     """The symbolic tensor of `model` (a saved model.keras of genreflow) that the score
-    measures: the output of the pooling layer of an image classifier, the input of a head
-    on an embedding (its own input), and for the baseline CNN the input of its softmax
-    layer (its last hidden layer)."""
+    measures: the head's input. That is the output of the pooling layer of an image
+    classifier, the input of a head on an embedding (its own input), and for the baseline
+    CNN (no head apart from its convolutions) the input of its softmax layer."""
     names = {layer.name for layer in model.layers}
     if POOL_LAYER in names:
         return model.get_layer(POOL_LAYER).output
     if "head_predictions" in names:
         return model.inputs[0]
-    if "predictions" in names:
-        return model.get_layer("predictions").input
-    raise ValueError(f"model {model.name!r} has none of the layers {POOL_LAYER!r}, "
-                     f"{HEAD_OUTPUT_LAYERS}: not a genreflow classifier")
+    return _softmax_layer(model).input
+
+
+def softmax_input_tensor(model):
+    """The alternative measured against `representation_tensor` (benchmarks/confidence.py
+    --representation softmax_input): the input of the softmax layer, the head's last hidden
+    layer."""
+    return _softmax_layer(model).input
 
 
 class Representations:

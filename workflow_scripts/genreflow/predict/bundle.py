@@ -255,8 +255,14 @@ class Bundle:
         """The model's probabilities and representations in one forward pass
         (`genreflow.models.unfamiliar.Representations`)."""
         if self._represent is None:
-            from genreflow.models.unfamiliar import Representations
+            from genreflow.models.unfamiliar import Representations, representation_name
 
+            fitted = (self.preprocessing.get("unfamiliarity") or {}).get("representation")
+            if fitted is not None and fitted != representation_name(self.model):
+                raise BundleError(
+                    f"{self.path}: its unfamiliar score was fitted on {fitted!r}, this genreflow "
+                    f"scores {representation_name(self.model)!r}; export the bundle again "
+                    "(`snakemake export`)")
             self._represent = Representations(self.model)
         return self._represent
 
