@@ -15,7 +15,7 @@ from the training examples' representations of the nearest genre (Lee et al., 20
   head's last hidden layer; benchmarks/confidence.py --representation softmax_input,
   BENCHMARKS.md "Confidence"). On the demo's 16 final models the softmax input flagged a
   shifted rendering of the songs more often (median 50% against 32%) and its flagged songs
-  were the less accurate ones more often (14 models of 16 against 8); but a head trained
+  were the less accurate ones more often (13 models of 16 against 8); but a head trained
   on few examples maps noise into its genres' region: on the tests' tiny run (2 epochs,
   16 units) it let white noise and near-silent clips through (0.75 and 0.96 of the
   threshold) where the head's input flagged them at 2.6 and 2.0 times it. The head's input
