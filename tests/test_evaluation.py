@@ -117,9 +117,14 @@ def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
 
 
 def _summarize(root, combined):
+    from genreflow.evaluation.calibration import calibrate_final
+
     summary = root / "summary.csv"
-    summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], RUN_ABOUT,
-                    GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
+    calibration = str(root / "calibration.json")
+    calibrate_final(combined["predictions.csv"], GTZAN_GENRES, 10, read_json(combined["metrics.json"]),
+                    [], calibration, str(root / "reliability.png"), log=lambda message: None)
+    summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], [calibration],
+                    RUN_ABOUT, GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
                     str(root / "scores.png"), str(root / "headline.json"),
                     log=lambda message: None)
     return pd.read_csv(summary)
@@ -207,6 +212,11 @@ def test_final_model_files(vgg_run):
     assert summary.loc[0, "seeds"] == "0 1"
     headline = read_json(root / "headline.json")
     assert headline["model"] == "VGG16 + mel spectrogram" and headline["round"] == 1
+    # the chosen model's calibration, as its calibration.json says, for the front page
+    calibration = read_json(root / "calibration.json")
+    assert headline["calibration"]["test_ece_after"] == pytest.approx(calibration["test_ece_after"])
+    assert headline["calibration"]["temperatures"] == pytest.approx(
+        [calibration["temperatures"][str(seed)] for seed in (0, 1)], abs=1e-4)
     assert headline["test_macro_f1"]["mean"] == pytest.approx(summary.loc[0, "test_macro_f1_mean"])
 
 

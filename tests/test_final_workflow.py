@@ -59,7 +59,7 @@ def test_report_zip_holds_every_figure(tiny_gtzan_run):
         names = archive.namelist()
     for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
                      "loss.png", "optimization_history.png", "table5.md", "comparison.png",
-                     "comparison.md"):
+                     "comparison.md", "reliability.png"):
         assert any(name.endswith(expected) for name in names), expected
 
 
@@ -83,8 +83,9 @@ def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):
                                    "baseline_cnn/mel/round_0"])
 def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, model, monkeypatch):
     """A test clip through the exported bundle, outside the workflow (musicnn in a process
-    of its own), gives the probabilities the final model's job wrote for it: the bundle's
-    preprocessing is the training pipeline's."""
+    of its own), gives the probabilities the final model's job wrote for it, through the
+    bundle's temperature: the bundle's preprocessing is the training pipeline's."""
+    from genreflow.evaluation.calibration import temperature_scaled
     from genreflow.predict import load_bundle
 
     workdir, _, _ = tiny_gtzan_run
@@ -100,7 +101,8 @@ def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, m
     for row in test.itertuples():
         result = bundle.predict_file(clips.loc[row.clip, "path"])
         assert result["windows"] == 1  # one window of audio.seconds: the training clip
-        expected = [getattr(row, f"p_{genre}") for genre in genres]
+        expected = temperature_scaled([getattr(row, f"p_{genre}") for genre in genres],
+                                      bundle.temperature)
         np.testing.assert_allclose([result["probabilities"][g] for g in genres], expected, atol=2e-4)
 
 

@@ -274,7 +274,8 @@ def _fake_job(about):
     return SimpleNamespace(
         wildcards=SimpleNamespace(backbone="vgg16", feature="mel", round="2"),
         params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2],
-                               protocol={"requested": "kfold", "used": "kfold"}),
+                               protocol={"requested": "kfold", "used": "kfold"}, bins=10,
+                               unfamiliar_rate=0.05),
     )
 
 
@@ -308,12 +309,15 @@ HEADLINE = {
 
 NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None,
                                               "missing": "a genre has 2 test tracks (fewer than 4)"}}
+CALIBRATED = {**HEADLINE, "calibration": {
+    "temperatures": [1.8312, 2.2], "bins": 10, "test_ece_before": 0.214, "test_ece_after": 0.061,
+    "test_brier_before": 0.52, "test_brier_after": 0.47}}
 
 
 @pytest.mark.parametrize("weights", ["none", "imagenet"])
 @pytest.mark.parametrize("kind", ["synthetic", "gtzan"])
-@pytest.mark.parametrize("headline", [None, HEADLINE, NO_INTERVAL],
-                         ids=["before final", "after final", "no interval"])
+@pytest.mark.parametrize("headline", [None, HEADLINE, NO_INTERVAL, CALIBRATED],
+                         ids=["before final", "after final", "no interval", "calibrated"])
 def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
     from genreflow.run_info import run_about
 
@@ -341,6 +345,12 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
         assert ("The chosen model: VGG16 + mel spectrogram, tuning round 2. Test macro-F1 0.712 "
                 "(95% interval 0.645 to 0.781), test accuracy 0.720") in words
         assert "played no part in the choice" in words
+        if headline is CALIBRATED:
+            assert ("temperature fitted on the validation split (T = 1.83, 2.2, one per seed): "
+                    "expected calibration error on the test tracks 0.214 before, 0.061 after "
+                    "(10 confidence bins") in words
+        else:
+            assert "calibration error" not in words
     else:
         assert "chosen model" not in html
 

@@ -5,6 +5,7 @@ with logged_job(snakemake) as log:
     summarize_final(
         metrics_jsons=list(snakemake.input.metrics),
         predictions_csvs=list(snakemake.input.predictions),
+        calibration_jsons=list(snakemake.input.calibrations),
         about=snakemake.params.about,
         genres=snakemake.params.genres,
         bootstrap=snakemake.params.bootstrap,

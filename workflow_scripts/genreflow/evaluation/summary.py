@@ -23,7 +23,12 @@ SUMMARY_COLUMNS = (
     "test_segment_accuracy_mean", "test_segment_accuracy_std",
     "tuning_objective", "tuning_value", "corpus", "split", "weights", "pretrained",
     "test_absent_genres", "test_macro_f1_na", "test_accuracy_na", "delta_macro_f1_na",
+    # calibration.json: the temperatures (one per seed, fitted on validation) and the test
+    # split's expected calibration error and Brier score before and after, mean over seeds
+    "temperatures", "calibration_bins", "test_ece_before", "test_ece_after",
+    "test_brier_before", "test_brier_after",
 )
+CALIBRATION_COLUMNS = ("test_ece_before", "test_ece_after", "test_brier_before", "test_brier_after")
 
 
 def rank_by_validation(summary: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +46,7 @@ def rank_by_validation(summary: pd.DataFrame) -> pd.DataFrame:
 
 def summary_table(
     metrics_jsons: Sequence[str], predictions_csvs: Sequence[str], genres: Sequence[str],
-    bootstrap,
+    bootstrap, calibration_jsons: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per final model (all its seeds), ranked by validation (`rank_by_validation`),
     with a bootstrap interval on each test score and the paired difference of test
@@ -55,9 +60,13 @@ def summary_table(
     )
 
     rows, tracks = [], []
-    for metrics_json, predictions_csv in zip(metrics_jsons, predictions_csvs, strict=True):
+    calibration_jsons = calibration_jsons or [None] * len(metrics_jsons)
+    for metrics_json, predictions_csv, calibration_json in zip(
+            metrics_jsons, predictions_csvs, calibration_jsons, strict=True):
         record = read_json(metrics_json)
         row = {key: record.get(key) for key in SUMMARY_COLUMNS}
+        if calibration_json:
+            row.update(_calibration_cells(read_json(calibration_json), record, calibration_json))
         row["seeds"] = " ".join(str(seed) for seed in record["seeds"])
         row["tuning_objective"] = record.get("tuning", {}).get("objective")
         row["tuning_value"] = record.get("tuning", {}).get("value")
@@ -86,6 +95,19 @@ def summary_table(
             delta.estimate, delta.low, delta.high)
         order.loc[i, "delta_macro_f1_na"] = delta.missing
     return order[list(SUMMARY_COLUMNS)]
+
+
+def _calibration_cells(calibration: Mapping, record: Mapping, path: str) -> dict:
+    """summary.csv's calibration columns of one model (its calibration.json)."""
+    if [int(seed) for seed in calibration["temperatures"]] != [int(s) for s in record["seeds"]]:
+        raise ValueError(f"{path} calibrates seeds {sorted(calibration['temperatures'])}, the "
+                         f"model has seeds {record['seeds']}: rerun calibrate_final")
+    return {
+        "temperatures": " ".join(f"{calibration['temperatures'][seed]:.4f}"
+                                 for seed in sorted(calibration["temperatures"], key=int)),
+        "calibration_bins": calibration["bins"],
+        **{column: calibration[column] for column in CALIBRATION_COLUMNS},
+    }
 
 
 def _cell(row, column: str) -> str:
@@ -180,12 +202,25 @@ def headline(summary: pd.DataFrame, bootstrap, notes: Sequence[str]) -> dict:
             for metric in ("macro_f1", "accuracy")
         },
         "interval": bootstrap.describe(),
+        "calibration": _calibration_headline(chosen),
         "caveats": list(notes),
     }
 
 
 def _text_or_none(value) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _calibration_headline(chosen) -> dict | None:
+    """The chosen model's calibration on the test split, for the front page (None without
+    calibration.json)."""
+    if pd.isna(chosen["test_ece_before"]):
+        return None
+    return {
+        "temperatures": [float(t) for t in str(chosen["temperatures"]).split()],
+        "bins": int(chosen["calibration_bins"]),
+        **{column: float(chosen[column]) for column in CALIBRATION_COLUMNS},
+    }
 
 
 def _finite_or_none(value) -> float | None:
@@ -197,6 +232,7 @@ def _finite_or_none(value) -> float | None:
 def summarize_final(
     metrics_jsons: Sequence[str],
     predictions_csvs: Sequence[str],
+    calibration_jsons: Sequence[str],
     about: Mapping,
     genres: Sequence[str],
     bootstrap: Mapping,
@@ -206,12 +242,13 @@ def summarize_final(
     out_headline: str,
     log=print,
 ) -> None:
-    """Summary CSV, Table 5 in Markdown, a figure of the final models, and the headline."""
+    """Summary CSV (with each model's calibration), Table 5 in Markdown, a figure of the
+    final models, and the headline (with the chosen model's calibration)."""
     from genreflow.intervals import Bootstrap
     from genreflow.plots.final import plot_final_scores
 
     bootstrap = Bootstrap.from_config(bootstrap)
-    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
+    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap, calibration_jsons)
     notes = caveats(about)
     for note in notes:
         log("WARNING: " + note)

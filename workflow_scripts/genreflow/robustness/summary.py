@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from genreflow.io import write_csv, write_json, write_text_atomic
