@@ -275,7 +275,10 @@ def _fake_job(about):
         wildcards=SimpleNamespace(backbone="vgg16", feature="mel", round="2"),
         params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2],
                                protocol={"requested": "kfold", "used": "kfold"}, bins=10,
-                               unfamiliar_rate=0.05),
+                               unfamiliar_rate=0.05,
+                               conditions=[{"name": "noise", "description": "pink noise at 20 dB SNR"},
+                                           {"name": "gain", "description": "a -12 dB gain"}]),
+        config={"evaluation": {"seeds": [0, 1]}, "robustness": {"second_rendering": True}},
     )
 
 
@@ -326,6 +329,7 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
         "features": {"image_size": 75}, "segments": {"seconds": None},
         "backbones": {"names": ["vgg16"], "weights": weights},
         "splits": {"lists": None, "seed": 42},
+        "robustness": {"perturbations": {"noise": {}, "gain": {}}, "second_rendering": True},
     }
     about = run_about(config)
     config["report_front_page"] = {"caveats": caveats(about), "weights": about["weights"],

@@ -28,6 +28,8 @@ SUMMARY_COLUMNS = (
     "delta_macro_f1", "delta_macro_f1_low", "delta_macro_f1_high",
     "delta_accuracy", "delta_accuracy_low", "delta_accuracy_high",
     "final_test_macro_f1",
+    # why an interval is n/a (genreflow.intervals: too few test tracks, or too few wrong)
+    "test_macro_f1_na", "test_accuracy_na", "delta_macro_f1_na", "delta_accuracy_na",
 )
 CLEAN_DESCRIPTION = "the test split as it is (the final models' own test scores)"
 SECOND_RENDERING_DESCRIPTION = ("the same test songs rendered again: other instruments, "
@@ -69,6 +71,8 @@ def model_rows(predictions: pd.DataFrame, conditions: Sequence[Mapping], genres,
             row[f"delta_{metric}"] = deltas[metric].estimate
             row[f"delta_{metric}_low"] = deltas[metric].low
             row[f"delta_{metric}_high"] = deltas[metric].high
+            row[f"test_{metric}_na"] = scores[metric].missing
+            row[f"delta_{metric}_na"] = deltas[metric].missing
         rows.append(row)
     return rows
 
@@ -114,8 +118,10 @@ def clean_mismatches(summary: pd.DataFrame) -> list[str]:
 
 
 def _interval_dict(row, column: str) -> dict:
+    missing = row.get(f"{column}_na")
     return {"mean": float(row[column]), "low": _finite(row[f"{column}_low"]),
-            "high": _finite(row[f"{column}_high"])}
+            "high": _finite(row[f"{column}_high"]),
+            "missing": missing if isinstance(missing, str) and missing else None}
 
 
 def _finite(value) -> float | None:
@@ -190,6 +196,10 @@ def table_html(summary: pd.DataFrame, conditions: Sequence[Mapping], notes: Sequ
         f"interval. Brackets: the {escape(bootstrap.describe())}. <b>Bold</b>: the interval "
         "of the difference excludes 0. Rows in Table 5's order (ranked on validation); the "
         "highlighted row is the chosen model.</p>")
+    from genreflow.intervals import na_note
+
+    if note := na_note(summary.filter(regex="_na$").to_numpy().ravel()):
+        parts.append(f"<p>{escape(note)}</p>")
     parts.append("<table><tr><th>model</th>" + "".join(
         f'<th title="{escape(column["description"])}">{escape(column["name"])}<br>'
         f'<span class="delta">{escape(column["description"])}</span></th>'
