@@ -224,6 +224,12 @@ config["report_front_page"] = {
     "robustness": (
         read_json(ROBUSTNESS_HEADLINE) if os.path.exists(ROBUSTNESS_HEADLINE) else None
     ),
+    # `snakemake --report report.html predict` holds the predictions alone: its front page
+    # must describe that report, not the study's (Snakemake gives a report no other way to
+    # know its targets than the command line, as checkpoint_file reads it too)
+    "predictions_only": "--report" in sys.argv
+    and "predict" in sys.argv
+    and "all" not in sys.argv,
 }
 
 

@@ -211,8 +211,9 @@ checkpoint summarize_final:
             subcategory="Summary",
             labels={"result": "all final models (CSV)"},
         ),
-        table=report(
-            f"{plan.FINAL}/table5.md",
+        table=f"{plan.FINAL}/table5.md",
+        table_html=report(
+            f"{plan.FINAL}/table5.html",
             caption="../workflow_scripts/genreflow/report/final_table5.rst",
             category="Final models",
             subcategory="Summary",

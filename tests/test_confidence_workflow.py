@@ -2,10 +2,8 @@
 final model family (an image backbone's head, a musicnn head, the baseline CNN) gets its
 temperature from its validation tracks, and `snakemake predict` flags noise, speech,
 silence-padded clips and tones far more often than held-out songs of the corpus's kind,
-and songs played through another room and EQ more often than the same songs as rendered.
-
-The shifted songs are `odd_audio.shifted` (a strong EQ and a reverb): a stand-in for the
-second rendering of the synthetic corpus (issue 23), to be swapped for it once it lands.
+and the same songs rendered a second time (the synthetic corpus's rendering 1: other
+instruments, another room, EQ and noise) more often than as first rendered.
 """
 
 import json
@@ -16,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import snakemake
-from odd_audio import espeak, odd_clips, shifted, write
+from odd_audio import espeak, odd_clips, write
 
 pytestmark = pytest.mark.workflow
 MODELS = [("vgg16", "mel", 0), ("musicnn_msd", "audio", 0), ("baseline_cnn", "mel", 0)]
@@ -66,7 +64,8 @@ def odd_music(workdir):
             (folder / "held").mkdir(parents=True, exist_ok=True)
             (folder / "shifted").mkdir(parents=True, exist_ok=True)
             kinds[write(folder / "held" / f"{genre}.{index}.wav", y)] = ("held-out", genre)
-            kinds[write(folder / "shifted" / f"{genre}.{index}.wav", shifted(y, index))] = ("shifted", genre)
+            second = render_clip(genre, index, 6.0, rendering=1)  # the same song, recorded anew
+            kinds[write(folder / "shifted" / f"{genre}.{index}.wav", second)] = ("shifted", genre)
     for path, kind in odd_clips(folder / "odd", 6.0, songs[::3], count=2,
                                 with_speech=espeak() is not None).items():
         kinds[path] = ("odd: " + kind, None)

@@ -125,7 +125,7 @@ def _summarize(root, combined):
                     [], calibration, str(root / "reliability.png"), log=lambda message: None)
     summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], [calibration],
                     RUN_ABOUT, GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
-                    str(root / "scores.png"), str(root / "headline.json"),
+                    str(root / "table5.html"), str(root / "scores.png"), str(root / "headline.json"),
                     log=lambda message: None)
     return pd.read_csv(summary)
 
@@ -208,6 +208,10 @@ def test_final_model_files(vgg_run):
     assert "**IMAGE BACKBONES NOT PRETRAINED" in table and "**SYNTHETIC DEMO CORPUS" in table
     assert "| 1 | VGG16 + mel spectrogram | 1 |" in table and " ± " in table
     assert "The test columns were not used to choose" in table
+    # the report's page of the same table: rows as HTML table rows, caveats in bold
+    page = (root / "table5.html").read_text()
+    assert "<td>1</td><td>VGG16 + mel spectrogram</td><td>1</td>" in page
+    assert "<b>IMAGE BACKBONES NOT PRETRAINED" in page and "|" not in page.split("<table>")[1]
     assert (root / "scores.png").stat().st_size > 0
     assert summary.loc[0, "seeds"] == "0 1"
     headline = read_json(root / "headline.json")

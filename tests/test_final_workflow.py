@@ -57,10 +57,16 @@ def test_report_zip_holds_every_figure(tiny_gtzan_run):
     snakemake(workdir, "--report", "report.zip")
     with zipfile.ZipFile(workdir / "report.zip") as archive:
         names = archive.namelist()
-    for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
-                     "loss.png", "optimization_history.png", "table5.md", "comparison.png",
-                     "comparison.md", "reliability.png"):
-        assert any(name.endswith(expected) for name in names), expected
+        for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
+                         "loss.png", "optimization_history.png", "table5.html", "comparison.png",
+                         "comparison.html", "tables.html", "reliability.png"):
+            assert any(name.endswith(expected) for name in names), expected
+        # Table 5 is a page the report shows (HTML), not a Markdown download: its rows are
+        # table rows, one per final model, the chosen one first
+        page = archive.read(next(n for n in names if n.endswith("table5.html"))).decode()
+    summary = pd.read_csv(workdir / "results/final/summary.csv")
+    for row in summary.itertuples():
+        assert f"<td>{row.rank}</td><td>{row.model}</td><td>{row.round}</td>" in page
 
 
 def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):

@@ -150,19 +150,18 @@ def test_the_exported_bundle_gives_the_rules_numbers_outside_the_workflow(own_mu
 @pytest.fixture(scope="module")
 def renderings(own_genres_run):
     """Fresh songs of the three genres as rendered (the first rendering) and the same songs
-    through a strong EQ and a room (`odd_audio.shifted`: a stand-in for the synthetic
-    corpus's second rendering of issue 23, to be swapped for it once it lands), classified
-    by `snakemake predict`."""
+    rendered a second time (genreflow.synthetic's rendering 1: other instruments, another
+    room, EQ and noise), classified by `snakemake predict`."""
     from genreflow.synthetic import render_clip
-    from odd_audio import shifted, write
+    from odd_audio import write
 
     workdir = own_genres_run
     folder = workdir / "renderings"
     truth = {}
     for source, genre in RENAMED.items():
         for index in range(20, 26):
-            y = render_clip(source, index, 4.0)
-            for rendering, audio in (("first", y), ("second", shifted(y, index))):
+            for rendering, audio in (("first", render_clip(source, index, 4.0)),
+                                     ("second", render_clip(source, index, 4.0, rendering=1))):
                 (folder / rendering).mkdir(parents=True, exist_ok=True)
                 path = write(folder / rendering / f"{genre}.{index}.wav", audio)
                 truth[os.path.relpath(path, workdir)] = (rendering, genre)

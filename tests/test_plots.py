@@ -366,3 +366,30 @@ def test_rules_name_existing_captions():
     for caption in captions:
         assert (REPO / "rules" / caption).resolve().is_file(), caption
     assert sorted({Path(c).name for c in captions}) == sorted(p.name for p in CAPTIONS)
+
+
+@pytest.mark.parametrize("model", [None, "vgg16/mel/round_2"])
+def test_a_predictions_only_report_describes_only_its_predictions(model):
+    """`snakemake --report report.html predict`: the front page says what that report holds
+    and how to get the study's, instead of describing categories it does not contain."""
+    from genreflow.run_info import run_about
+
+    config = {
+        "dataset": {"kind": "synthetic", "genres": list(GTZAN_GENRES)},
+        "features": {"image_size": 75}, "segments": {"seconds": None, "compare": [None, 3]},
+        "backbones": {"names": ["vgg16"], "weights": "none"},
+        "splits": {"lists": None, "seed": 42}, "predict": {"model": model},
+        "robustness": {"perturbations": {"noise": {}}, "second_rendering": True},
+    }
+    about = run_about(config)
+    config["report_front_page"] = {"caveats": caveats(about), "weights": about["weights"],
+                                   "headline": HEADLINE, "predictions_only": True}
+    rst, html = _render((REPORT / "workflow.rst").read_text(),
+                        snakemake=SimpleNamespace(config=config))
+    words = " ".join(rst.split())
+    assert "**Predictions**" in words and "snakemake --report report.html all predict" in words
+    for category in ("**Screening**", "**Tuning**", "**Segments**", "**Robustness**"):
+        assert category not in words
+    assert (model or HEADLINE["model"]) in words
+    for note in caveats(about):
+        assert f"**{note}**" in rst

@@ -124,7 +124,7 @@ def test_a_hand_placed_imagenet_file_that_is_not_the_published_one_is_refused(im
     assert code != 0
     log = (imagenet_workdir / "logs/embed_images/vgg16/mel.log").read_text()
     assert file_md5(target) in log and BACKBONES["vgg16"].weights_md5 in log
-    assert "snakemake fetch_weights" in log
+    assert "snakemake --cores 1 resources/weights/vgg16/imagenet_notop.h5" in log  # runs as written
     assert not (imagenet_workdir / "results/embeddings/vgg16/mel.npz").exists()
 
 

@@ -56,10 +56,10 @@ def test_summary_table_and_figure_from_metrics_files(tmp_path):
     for length, wrong, seg_f1, n_seg in (("5s", 6, 0.6, 80), ("whole", 10, 0.5, 40), ("3s", 2, 0.65, 120)):
         row, path, csv = write_run(tmp_path, length, "vgg16", "mel", wrong, seg_f1, n_seg)
         rows.append(row), paths.append(path), predictions.append(csv)
-    out = {name: str(tmp_path / name) for name in ("s.csv", "t.md", "f.png")}
+    out = {name: str(tmp_path / name) for name in ("s.csv", "t.md", "t.html", "f.png")}
     segments.summarize_segments(rows, paths, predictions, GENRES, BOOTSTRAP,
                                 ["SYNTHETIC DEMO CORPUS: x"], out["s.csv"], out["t.md"],
-                                out["f.png"], log=lambda m: None)
+                                out["t.html"], out["f.png"], log=lambda m: None)
     table = pd.read_csv(out["s.csv"])
     assert list(table.columns) == segments.SUMMARY_COLUMNS
     three = table[table.length == "3s"].iloc[0]
@@ -78,6 +78,9 @@ def test_summary_table_and_figure_from_metrics_files(tmp_path):
     assert cells[1].startswith("0.500 [") and cells[2].startswith("0.900 [")
     assert "<br>Δ +0.400 [" in cells[2] and cells[2].endswith("<br>segment 0.650")
     assert "**SYNTHETIC DEMO CORPUS: x**" in markdown
+    page = open(out["t.html"]).read()
+    assert "<th>model</th><th>whole</th><th>3s</th><th>5s</th>" in page
+    assert "<br>Δ +0.400 [" in page and "<blockquote><b>SYNTHETIC DEMO CORPUS: x</b>" in page
     assert open(out["f.png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
@@ -89,8 +92,9 @@ def test_a_metrics_file_of_another_model_is_refused(tmp_path):
 
 
 def test_no_selected_model_gives_a_placeholder_not_a_crash(tmp_path):
-    out = [str(tmp_path / name) for name in ("s.csv", "t.md", "f.png")]
+    out = [str(tmp_path / name) for name in ("s.csv", "t.md", "t.html", "f.png")]
     segments.summarize_segments([], [], [], GENRES, BOOTSTRAP, [], *out, log=lambda m: None)
     assert list(pd.read_csv(out[0]).columns) == segments.SUMMARY_COLUMNS
     assert "screening selected no model" in open(out[1]).read()
-    assert open(out[2], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "screening selected no model" in open(out[2]).read()
+    assert open(out[3], "rb").read(8) == b"\x89PNG\r\n\x1a\n"

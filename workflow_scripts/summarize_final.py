@@ -11,6 +11,7 @@ with logged_job(snakemake) as log:
         bootstrap=snakemake.params.bootstrap,
         out_summary=snakemake.output.summary,
         out_table=snakemake.output.table,
+        out_table_html=snakemake.output.table_html,
         out_scores=snakemake.output.scores,
         out_headline=snakemake.output.headline,
         log=log,

@@ -19,6 +19,7 @@ from genreflow.io import write_csv, write_json
 from genreflow.names import SPLITS
 from genreflow.run_info import caveats
 from genreflow.scoring import genre_labels, predictions_frame, score, split_rows
+from genreflow.tables import caveat_banner
 
 
 # One job's entry point: a parameter per input, param and output of its rule (embed_images),
@@ -251,7 +252,7 @@ def markdown_tables(
     validation macro-F1 (which alone decides what goes on to tuning)."""
     from genreflow.intervals import absent_note, bracket, na_note
 
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     folds = int(summary["folds"].max())
     if protocol and protocol["requested"] != protocol["used"]:
         lines.append(
@@ -312,23 +313,22 @@ def summarize_screening(
     top_k: int | None,
     out_summary: str,
     out_tables: str,
+    out_tables_html: str,
     out_heatmap: str,
     out_selection: str,
     log=print,
     protocol: Mapping | None = None,
 ) -> None:
     from genreflow.intervals import Bootstrap
-    from genreflow.io import write_text_atomic
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
     summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
     summary = summary.sort_values(["backbone", "feature"])
     notes = caveats(about)
-    for note in notes:
-        log("WARNING: " + note)
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
-    write_csv(out_summary, summary)
-    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres, protocol))
+    write_summary(summary, markdown_tables(summary, notes, bootstrap, genres, protocol),
+                  "Screening: Tables 1-4", notes, out_summary, out_tables, out_tables_html, log)
     from genreflow.plots.screening import plot_heatmap
 
     plot_heatmap(summary, selected, out_heatmap, notes)

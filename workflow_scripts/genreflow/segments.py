@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from genreflow.io import read_json, write_csv, write_text_atomic
+from genreflow.io import read_json
 from genreflow.names import WHOLE, length_order, length_seconds
+from genreflow.tables import caveat_banner
+
 
 def comparison_table(
     rows: Sequence[Mapping], metrics_jsons: Sequence[str], predictions_csvs: Sequence[str],
@@ -100,7 +102,7 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) ->
     from genreflow.intervals import bracket, na_note
 
     lengths = length_order(table["length"])
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     lines.append(
         "Test macro-F1 per track (segment probabilities averaged), by segment length; same "
         f"split, head and seed for every length. Brackets: the {bootstrap.describe()}. "
@@ -143,14 +145,15 @@ def summarize_segments(
     notes: Sequence[str],
     out_summary: str,
     out_table: str,
+    out_table_html: str,
     out_figure: str,
     log=print,
 ) -> None:
     from genreflow.intervals import Bootstrap, bracket
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
-    for note in notes:
-        log("WARNING: " + note)
+    title = "Whole clips vs segments"
     if not rows:
         # screening.min_f1 / top_k can leave no model to compare: say so, do not fail
         from genreflow.plots.style import placeholder_figure
@@ -158,13 +161,14 @@ def summarize_segments(
         message = ("screening selected no model (see screening.min_f1 and screening.top_k), "
                    "so no segment length was compared")
         log(message)
-        write_csv(out_summary, pd.DataFrame(columns=SUMMARY_COLUMNS))
-        write_text_atomic(out_table, "".join(f"> **{n}**\n\n" for n in notes) + message + "\n")
-        placeholder_figure(message, out_figure, "Whole clips vs segments", notes)
+        markdown = "\n".join(caveat_banner(notes)) + "\n" + message + "\n"
+        write_summary(pd.DataFrame(columns=SUMMARY_COLUMNS), markdown, title, notes,
+                      out_summary, out_table, out_table_html, log)
+        placeholder_figure(message, out_figure, title, notes)
         return
     table = comparison_table(rows, metrics_jsons, predictions_csvs, genres, bootstrap)
-    write_csv(out_summary, table)
-    write_text_atomic(out_table, comparison_markdown(table, notes, bootstrap))
+    write_summary(table, comparison_markdown(table, notes, bootstrap), title, notes,
+                  out_summary, out_table, out_table_html, log)
     from genreflow.plots.segments import plot_comparison
 
     plot_comparison(table, out_figure, notes)

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from genreflow.evaluation.seeds import format_mean_std
-from genreflow.io import read_json, write_csv, write_json, write_text_atomic
+from genreflow.io import read_json, write_json
 from genreflow.run_info import caveats
+from genreflow.tables import caveat_banner
 
 SUMMARY_COLUMNS = (
     "rank", "chosen", "model", "backbone", "feature", "round", "n_seeds", "seeds",
@@ -148,7 +149,7 @@ def table5_markdown(
     from genreflow.intervals import absent_note, na_note
 
     chosen = summary.iloc[0]
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     absent = str(chosen["test_absent_genres"] or "").split() if pd.notna(chosen["test_absent_genres"]) else []
     if absent:
         lines.append(absent_note(absent, genres))
@@ -238,6 +239,7 @@ def summarize_final(
     bootstrap: Mapping,
     out_summary: str,
     out_table: str,
+    out_table_html: str,
     out_scores: str,
     out_headline: str,
     log=print,
@@ -246,14 +248,13 @@ def summarize_final(
     final models, and the headline (with the chosen model's calibration)."""
     from genreflow.intervals import Bootstrap
     from genreflow.plots.final import plot_final_scores
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
     summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap, calibration_jsons)
     notes = caveats(about)
-    for note in notes:
-        log("WARNING: " + note)
-    write_csv(out_summary, summary)
-    write_text_atomic(out_table, table5_markdown(summary, notes, bootstrap, genres))
+    write_summary(summary, table5_markdown(summary, notes, bootstrap, genres),
+                  "Table 5: the final models", notes, out_summary, out_table, out_table_html, log)
     plot_final_scores(summary, out_scores, notes)
     write_json(out_headline, headline(summary, bootstrap, notes))
     chosen = summary.iloc[0]
