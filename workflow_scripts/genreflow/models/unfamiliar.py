@@ -106,7 +106,10 @@ class Representations:
         self.model = model
         tensor = representation_tensor(model)
         self.is_input = tensor is model.inputs[0]
-        self.both = None if self.is_input else keras.Model(model.input, [model.outputs[0], tensor])
+        # one input tensor, not the list the model may have been built with: called on an
+        # array, a list-built model warns that the structure differs (on the console)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self.both = None if self.is_input else keras.Model(inputs, [model.outputs[0], tensor])
 
     def __call__(self, inputs, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (n, classes), representations (n, features)) of `inputs`, an array
