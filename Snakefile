@@ -19,6 +19,7 @@ include: "rules/evaluation.smk"
 include: "rules/segments.smk"
 include: "rules/predict.smk"
 include: "rules/robustness.smk"
+include: "rules/augment.smk"
 
 
 rule all:

@@ -7,12 +7,18 @@ EQ and noise), with the paired interval of the difference. The same for every tr
 variant in VARIANTS, side by side, with the paired difference between variants on the
 second rendering and what each variant costs in time.
 
-VARIANTS holds "off" (no augmentation) only: the augmented training views of issue 23's
-part 2 add their "on" entry (the config overrides that switch them on) here, and the table
-gains its column.
+VARIANTS: "off" (no augmentation: config.yaml as it is) and "on" (training.augment: 2
+views per training track from the default families, random EQ curves, band limits,
+coloured noise and rooms; every round of every chain, the baseline CNN's too, trains with
+them: `augment: audio` in the defaults). What a variant costs is its jobs' CPU time
+(Snakemake's benchmark files; the machine is shared, so wall times are inflated by other
+runs' load), in all and for the tuning and final training jobs and the views' own jobs.
+
+`--reuse NAME=DIR` takes a variant's finished run from DIR (a --keep folder of an earlier
+invocation) instead of running it, e.g. the "off" run of the code before augmentation.
 
 Usage: python benchmarks/robustness.py [--clips-per-genre 30] [--seconds 10.0]
-       [--cores 2] [--variants off] [--perturbations] [--keep DIR]
+       [--cores 2] [--variants off on] [--perturbations] [--keep DIR] [--reuse off=DIR]
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ sys.path.insert(0, str(REPO / "workflow_scripts"))
 # Training variants: config overrides merged over config.yaml (genreflow.config.deep_merge).
 VARIANTS: dict[str, dict] = {
     "off": {},
+    "on": {
+        "training": {"augment": {"views": 2}},
+        "tuning": {"defaults": {"augment": "audio"},
+                   "baseline": {"defaults": {"augment": "audio"}}},
+    },
 }
+# the jobs that make the augmented views, their images and their embeddings
+VIEW_RULES = ("perturb_training_clips", "make_view_images", "embed_view_images",
+              "embed_view_audio")
 
 
 def run_variant(name: str, overrides: dict, args, root: Path) -> dict:
@@ -64,18 +78,31 @@ def run_variant(name: str, overrides: dict, args, root: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"variant {name}: snakemake failed, see {workdir / 'snakemake.log'}:\n"
                          + (done.stdout + done.stderr)[-3000:])
+    (workdir / "wall.json").write_text(json.dumps({"wall_s": wall}))
+    return finished_run(name, workdir)
+
+
+def finished_run(name: str, workdir: Path) -> dict:
+    """A variant's finished run in `workdir`: its robustness headline and its costs."""
     headline = json.loads((workdir / "results/robustness/headline.json").read_text())
-    training = sum(_benchmark_seconds(workdir, rule) for rule in ("tune_round", "train_final"))
-    return {"name": name, "workdir": workdir, "headline": headline, "wall_s": wall,
-            "training_s": training}
+    wall = workdir / "wall.json"
+    return {"name": name, "workdir": workdir, "headline": headline,
+            "wall_s": json.loads(wall.read_text())["wall_s"] if wall.exists() else float("nan"),
+            "training_s": sum(_benchmark(workdir, rule, "s") for rule in ("tune_round",
+                                                                          "train_final")),
+            "training_cpu_s": sum(_benchmark(workdir, rule, "cpu_time")
+                                  for rule in ("tune_round", "train_final")),
+            "views_cpu_s": sum(_benchmark(workdir, rule, "cpu_time") for rule in VIEW_RULES),
+            "cpu_s": _benchmark(workdir, "", "cpu_time")}
 
 
-def _benchmark_seconds(workdir: Path, rule: str) -> float:
-    """Wall seconds of every job of `rule`, from Snakemake's benchmark files."""
+def _benchmark(workdir: Path, rule: str, column: str) -> float:
+    """The sum of `column` (s: wall seconds, cpu_time: CPU seconds) over every job of `rule`
+    (every rule with benchmark files: ""), from Snakemake's benchmark files."""
     import pandas as pd
 
     files = list((workdir / "benchmarks" / rule).rglob("*.tsv"))
-    return float(sum(pd.read_csv(path, sep="\t")["s"].iloc[-1] for path in files))
+    return float(sum(pd.read_csv(path, sep="\t")[column].iloc[-1] for path in files))
 
 
 def chosen_tracks(result: dict, condition: str):
@@ -94,6 +121,28 @@ def chosen_tracks(result: dict, condition: str):
     return tracks_of_test_split(rows, config["dataset"]["genres"])
 
 
+def gap_change(on: dict, off: dict, genres, bootstrap):
+    """(gap of `on` - gap of `off`) in test macro-F1, gap = second rendering - clean, over
+    the same stratified resamples of the test tracks (four scores of the same tracks: the
+    continuity correction of each, as genreflow.intervals' paired difference has two)."""
+    import numpy as np
+
+    from genreflow.intervals import _interval, _seed_means, stratified_resamples
+
+    tracks = {(variant["name"], condition): chosen_tracks(variant, condition)
+              for variant in (on, off) for condition in ("clean", "second_rendering")}
+    labels = tracks[(off["name"], "clean")].labels
+    rows = stratified_resamples(labels, bootstrap.resamples, bootstrap.seed)
+    values = {}
+    for name, these in (("whole", np.arange(labels.size)[None]), ("sampled", rows)):
+        f1 = {key: _seed_means(labels, t.predicted, len(genres), these)["macro_f1"]
+              for key, t in tracks.items()}
+        values[name] = ((f1[(on["name"], "second_rendering")] - f1[(on["name"], "clean")])
+                        - (f1[(off["name"], "second_rendering")] - f1[(off["name"], "clean")]))
+    return _interval(values["whole"][0], values["sampled"], "macro_f1", bootstrap.confidence,
+                     labels, (-2.0, 2.0), scores=4)
+
+
 def describe(result: dict) -> str:
     from genreflow.intervals import bracket
 
@@ -105,8 +154,10 @@ def describe(result: dict) -> str:
             f"{second['test_macro_f1']['mean']:.3f} "
             f"{bracket(second['test_macro_f1']['low'], second['test_macro_f1']['high'])}; "
             f"gap {gap['mean']:+.3f} {bracket(gap['low'], gap['high'], True)} (paired); "
-            f"run {result['wall_s']:.0f} s, of which tuning and final training jobs "
-            f"{result['training_s']:.0f} s")
+            f"run {result['wall_s']:.0f} s wall, jobs' CPU {result['cpu_s']:.0f} s, of which "
+            f"tuning and final training {result['training_cpu_s']:.0f} s "
+            f"({result['training_s']:.0f} s wall) and the views' jobs "
+            f"{result['views_cpu_s']:.0f} s")
 
 
 def main() -> None:
@@ -119,7 +170,10 @@ def main() -> None:
                         help="also score the config's perturbations (the gap needs only the "
                              "second rendering)")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    parser.add_argument("--reuse", action="append", default=[], metavar="NAME=DIR",
+                        help="take variant NAME's finished run from DIR instead of running it")
     args = parser.parse_args()
+    reused = dict(item.split("=", 1) for item in args.reuse)
 
     from genreflow.config import validate_config
     from genreflow.intervals import Bootstrap, bracket, paired_difference
@@ -131,18 +185,31 @@ def main() -> None:
     try:
         results = []
         for name in args.variants:
-            results.append(run_variant(name, VARIANTS[name], args, root))
+            if name in reused:
+                results.append(finished_run(name, Path(reused[name])))
+            else:
+                results.append(run_variant(name, VARIANTS[name], args, root))
             print(describe(results[-1]), flush=True)
         base = results[0]
+        genres = yaml.safe_load((base["workdir"] / "config.yaml").read_text())["dataset"]["genres"]
         for other in results[1:]:
-            # two variants' chosen models on the same second-rendered test tracks
-            a, b = chosen_tracks(other, "second_rendering"), chosen_tracks(base, "second_rendering")
-            genres = yaml.safe_load((base["workdir"] / "config.yaml").read_text())["dataset"]["genres"]
-            delta = paired_difference(b.labels, a.predicted, b.predicted, len(genres),
-                                      bootstrap)["macro_f1"]
-            print(f"{other['name']} - {base['name']} on the second rendering: "
-                  f"{delta.estimate:+.3f} {bracket(delta.low, delta.high, True)} (paired); "
-                  f"time x{other['wall_s'] / base['wall_s']:.2f}")
+            # two variants' chosen models on the same test tracks, clean and second-rendered
+            for condition in ("clean", "second_rendering"):
+                a, b = chosen_tracks(other, condition), chosen_tracks(base, condition)
+                if list(a.clips) != list(b.clips):
+                    raise SystemExit(f"{other['name']} and {base['name']} have other test "
+                                     "tracks: their corpora or splits differ")
+                delta = paired_difference(b.labels, a.predicted, b.predicted, len(genres),
+                                          bootstrap)["macro_f1"]
+                print(f"{other['name']} - {base['name']} on {condition}: "
+                      f"{delta.estimate:+.3f} {bracket(delta.low, delta.high, True)} (paired)")
+            change = gap_change(other, base, genres, bootstrap)
+            print(f"gap of {other['name']} - gap of {base['name']}: {change.estimate:+.3f} "
+                  f"{bracket(change.low, change.high, True)} (paired)")
+            print(f"{other['name']} / {base['name']}: jobs' CPU "
+                  f"x{other['cpu_s'] / base['cpu_s']:.2f}, tuning and final training CPU "
+                  f"x{other['training_cpu_s'] / base['training_cpu_s']:.2f}, wall "
+                  f"x{other['wall_s'] / base['wall_s']:.2f}")
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)

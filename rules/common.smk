@@ -175,8 +175,15 @@ def get_final_best_trials(wildcards):
 
 
 def get_model_inputs(wildcards):
-    """What a model of (backbone, feature) reads besides the splits (plan.model_inputs)."""
-    return plan.model_inputs(wildcards.backbone, wildcards.feature)
+    """What a model of (backbone, feature) reads besides the splits (plan.model_inputs),
+    the augmented views' too where its rounds may train on them."""
+    return plan.model_inputs(
+        wildcards.backbone,
+        wildcards.feature,
+        views=plan.trains_on_views(
+            tuning_block(wildcards.backbone), config["training"]["augment"]["views"]
+        ),
+    )
 
 
 def get_model_settings(wildcards):
@@ -243,3 +250,4 @@ include: "inputs/evaluation.smk"
 include: "inputs/segments.smk"
 include: "inputs/predict.smk"
 include: "inputs/robustness.smk"
+include: "inputs/augment.smk"

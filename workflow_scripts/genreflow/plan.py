@@ -54,6 +54,14 @@ ROBUSTNESS_FEATURE = f"{ROBUSTNESS}/features/{{feature}}"
 ROBUSTNESS_EMBEDDINGS = f"{ROBUSTNESS}/embeddings/{{backbone}}"
 # one scoring job per chain of rounds (every round and seed of a (backbone, feature))
 ROBUSTNESS_MODELS = f"{ROBUSTNESS}/models/{{backbone}}/{{feature}}"
+# augmented training views (training.augment): one family's views of the training tracks
+# (audio + table), their images per feature; then every family's views together, as the
+# models read them: a feature's image index, a backbone's embedding cache
+AUGMENT = f"{RESULTS}/augment"
+AUGMENT_AUDIO = f"{AUGMENT}/views/{{family}}/audio"
+AUGMENT_FAMILY_FEATURE = f"{AUGMENT}/views/{{family}}/features/{{feature}}"
+AUGMENT_FEATURE = f"{AUGMENT}/features/{{feature}}"
+AUGMENT_EMBEDDINGS = f"{AUGMENT}/embeddings/{{backbone}}"
 
 
 def at_segment_length(folder: str) -> str:
@@ -155,17 +163,52 @@ def final_models(pairs: Sequence[Pair], n_rounds: Callable[[str], int]) -> list[
     ]
 
 
-def model_inputs(backbone: str, feature: str) -> dict[str, str]:
+def model_inputs(backbone: str, feature: str, views: bool = False) -> dict[str, str]:
     """What a model of (backbone, feature) reads besides the splits: the image index, and
     for a backbone its embedding cache (whose training statistics standardise the head's
     input, and on which a frozen backbone's head trains); an audio backbone has only the
-    cache, the baseline CNN only the images."""
+    cache, the baseline CNN only the images. With `views` (`trains_on_views`), the same of
+    the augmented views: `view_index`, `view_embeddings`."""
     inputs = {}
     if not is_audio_backbone(backbone):
         inputs["index"] = feature_index(feature)
     if backbone != BASELINE:
         inputs["embeddings"] = embeddings_file(backbone, feature)
+    if views:
+        if "index" in inputs:
+            inputs["view_index"] = f"{AUGMENT_FEATURE.format(feature=feature)}/index.csv"
+        if "embeddings" in inputs:
+            inputs["view_embeddings"] = f"{AUGMENT_EMBEDDINGS.format(backbone=backbone)}/{feature}.npz"
     return inputs
+
+
+def augment_values(tuning: Mapping) -> set:
+    """Every value of the hyperparameter `augment` that the chains of a tuning block
+    (tuning, or tuning.baseline) can train with: its default and what each round fixes or
+    may choose (what a round inherits, an earlier round gave)."""
+    values = {tuning["defaults"].get("augment", "none")}
+    for block in tuning["rounds"]:
+        if "augment" in block.get("fixed", {}):
+            values.add(block["fixed"]["augment"])
+        for section in ("scientific", "nuisance"):
+            dimension = block.get(section, {}).get("augment")
+            if dimension is not None:
+                values.update(dimension.get("choices") or ())
+    return values
+
+
+def trains_on_views(tuning: Mapping, views: int) -> bool:
+    """Whether the models of a tuning block may train on augmented views: views are drawn
+    (training.augment.views > 0) and some default or round can set `augment` to use them.
+    Only then are the views made and read."""
+    return views > 0 and bool(augment_values(tuning) - {"none"})
+
+
+def augment_splits(cv_folds: int) -> list[str]:
+    """The splits whose tracks get views: the training split, and the validation split too
+    when trials cross-validate over the pooled tracks (tuning.cv_folds > 1), where a
+    validation track trains in the other folds."""
+    return ["train"] if cv_folds <= 1 else ["train", "valid"]
 
 
 def weights_input(weights: str, backbone: str) -> dict[str, str]:
