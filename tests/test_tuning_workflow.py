@@ -201,6 +201,7 @@ def test_each_round_starts_from_the_previous_rounds_best(chain):
         )
         assert set(record["params"]) == {
             "activation",
+            "augment",
             "batch_norm",
             "batch_size",
             "dense_layers",

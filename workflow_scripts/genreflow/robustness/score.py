@@ -148,7 +148,10 @@ class ModelScorer:
             owner, features = self.features[key]
             self.log(f"{name}: the same backbone as {owner}; its pooled features reused")
         else:
-            embedder = keras.Model(model.inputs, pool.output)
+            # its one input tensor, not the list: called on an array, a list-built model
+            # warns on the console that the structure differs
+            embedder = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs,
+                                   pool.output)
             features = _in_batches(lambda part: predict_proba(embedder, self._images(part)),
                                    values, self.batch_size)
             self.features[key] = (name, features)
