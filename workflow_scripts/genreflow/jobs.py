@@ -146,8 +146,13 @@ def exit_without_teardown(snakemake) -> None:
 
 # ------------------------------------------------------------------------------ device
 def allocated_gpus(environ: Mapping[str, str]) -> str | None:
-    """The GPUs a Slurm job was given, as its environment says, or None."""
-    for name in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+    """The GPUs a Slurm job was given, as its environment says, or None.
+
+    In a job step (SLURM_STEP_ID: each job of profiles/slurm/whole-study.sbatch, or the
+    per-job profile's srun) only the step's own GPUs count: SLURM_JOB_GPUS lists the whole
+    allocation's, and a CPU step of a GPU allocation has none of them."""
+    in_step = bool(environ.get("SLURM_STEP_ID", "").strip())
+    for name in ("SLURM_STEP_GPUS",) if in_step else ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
         if environ.get(name, "").strip():
             return f"{name}={environ[name]}"
     visible = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
@@ -211,6 +216,12 @@ def prepare_tensorflow(threads: int, log=print, mixed_precision: str = "auto",
         keras.mixed_precision.set_global_policy("mixed_float16")
     policy = "mixed float16" if (mixed_precision == "on" or (mixed_precision == "auto" and gpus)) else "float32"
     names = ", ".join(gpu.name for gpu in gpus)
+    # Inside the job TensorFlow numbers its GPUs from 0; which GPUs of the node those are
+    # is what Slurm says (SLURM_STEP_GPUS): jobs running side by side show different ones.
+    step = environ.get("SLURM_STEP_ID", "").strip()
+    given = f"; Slurm gave it {allocated}" if allocated else ""
+    if allocated and step:
+        given += f" in job step {environ.get('SLURM_JOB_ID', '?')}.{step}"
     log(f"TensorFlow {tf.__version__} on the {device}{f' ({names})' if gpus else ''}, "
-        f"{threads} threads, {policy}")
+        f"{threads} threads, {policy}{given}")
     return device
