@@ -18,6 +18,8 @@ include: "rules/tuning.smk"
 include: "rules/evaluation.smk"
 include: "rules/segments.smk"
 include: "rules/predict.smk"
+include: "rules/robustness.smk"
+include: "rules/augment.smk"
 
 
 rule all:
@@ -29,3 +31,4 @@ rule all:
         rules.final.input,
         rules.segments.input,
         rules.export.input,
+        rules.robustness.input,

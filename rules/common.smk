@@ -175,8 +175,15 @@ def get_final_best_trials(wildcards):
 
 
 def get_model_inputs(wildcards):
-    """What a model of (backbone, feature) reads besides the splits (plan.model_inputs)."""
-    return plan.model_inputs(wildcards.backbone, wildcards.feature)
+    """What a model of (backbone, feature) reads besides the splits (plan.model_inputs),
+    the augmented views' too where its rounds may train on them."""
+    return plan.model_inputs(
+        wildcards.backbone,
+        wildcards.feature,
+        views=plan.trains_on_views(
+            tuning_block(wildcards.backbone), config["training"]["augment"]["views"]
+        ),
+    )
 
 
 def get_model_settings(wildcards):
@@ -215,10 +222,21 @@ def get_model_notes(wildcards):
 # alone: the caveats (in genreflow.run_info's words) and, once summarize_final has run, the
 # chosen model's test scores (results/final/headline.json) reach it through this key.
 HEADLINE = f"{plan.FINAL}/headline.json"
+# and, once summarize_robustness has run, its worst perturbation
+ROBUSTNESS_HEADLINE = f"{plan.ROBUSTNESS}/headline.json"
 config["report_front_page"] = {
     "caveats": caveats(RUN_ABOUT),
     "weights": RUN_ABOUT["weights"],
     "headline": read_json(HEADLINE) if os.path.exists(HEADLINE) else None,
+    "robustness": (
+        read_json(ROBUSTNESS_HEADLINE) if os.path.exists(ROBUSTNESS_HEADLINE) else None
+    ),
+    # `snakemake --report report.html predict` holds the predictions alone: its front page
+    # must describe that report, not the study's (Snakemake gives a report no other way to
+    # know its targets than the command line, as checkpoint_file reads it too)
+    "predictions_only": "--report" in sys.argv
+    and "predict" in sys.argv
+    and "all" not in sys.argv,
 }
 
 
@@ -231,3 +249,5 @@ include: "inputs/tuning.smk"
 include: "inputs/evaluation.smk"
 include: "inputs/segments.smk"
 include: "inputs/predict.smk"
+include: "inputs/robustness.smk"
+include: "inputs/augment.smk"

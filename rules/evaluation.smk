@@ -1,13 +1,16 @@
 # Stage 6, evaluation: the best configuration of every tuning round (and the baseline
 # CNN) is trained again, once per seed (one job per seed, so seeds run side by side and
 # a killed job loses one), and tested once on the held-out split; seeds are combined
-# into mean ± sd, models into the study's Table 5. Figures of the final models and of
-# the tuning rounds go to the report.
+# into mean ± sd, models into the study's Table 5. Each model's probabilities get a
+# temperature fitted on validation (calibrate_final), and the seed it exports the
+# statistics of its "unfamiliar" score (fit_unfamiliarity). Figures of the final models
+# and of the tuning rounds go to the report.
 
 
 localrules:
     final,
     combine_final_seeds,
+    calibrate_final,
     plot_final,
     summarize_final,
 
@@ -17,6 +20,7 @@ rule final:
         f"{plan.FINAL}/summary.csv",
         get_final_figures,
         get_tuning_figures,
+        get_final_files("reliability.png"),
 
 
 rule train_final:
@@ -69,6 +73,73 @@ rule combine_final_seeds:
         genres=GENRES,
     script:
         "../workflow_scripts/combine_final_seeds.py"
+
+
+# A temperature per seed, fitted on the validation tracks only, and the test split's
+# calibration before and after it (genreflow.evaluation.calibration).
+rule calibrate_final:
+    input:
+        predictions=rules.combine_final_seeds.output.predictions,
+    output:
+        calibration=f"{plan.FINAL_MODEL}/calibration.json",
+        reliability=report(
+            f"{plan.FINAL_MODEL}/reliability.png",
+            caption="../workflow_scripts/genreflow/report/final_reliability.rst",
+            category="Final models",
+            subcategory="{backbone} + {feature}",
+            labels={
+                "model": "{backbone}",
+                "feature": "{feature}",
+                "round": "{round}",
+                "figure": "reliability diagram (calibration)",
+            },
+        ),
+    log:
+        "logs/calibrate_final/{backbone}/{feature}/round_{round}.log",
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        genres=GENRES,
+        bins=EVALUATION["calibration_bins"],
+        about=get_model_about,
+        notes=get_model_notes,
+    script:
+        "../workflow_scripts/calibrate_final.py"
+
+
+# The unfamiliar score of the seed a bundle exports: statistics of its training examples'
+# representations, computed by its own model.keras, and a threshold on the validation
+# tracks (genreflow.evaluation.unfamiliar). Made for the exported models (export_model).
+rule fit_unfamiliarity:
+    input:
+        unpack(get_split_manifests),
+        unpack(get_model_inputs),
+        unpack(get_final_seed_models),
+    output:
+        stats=f"{plan.FINAL_MODEL}/unfamiliarity.npz",
+        scores=f"{plan.FINAL_MODEL}/unfamiliarity.csv",
+        summary=f"{plan.FINAL_MODEL}/unfamiliarity.json",
+    log:
+        "logs/fit_unfamiliarity/{backbone}/{feature}/round_{round}.log",
+    benchmark:
+        "benchmarks/fit_unfamiliarity/{backbone}/{feature}/round_{round}.tsv"
+    wildcard_constraints:
+        backbone=TUNED_MODELS,
+    conda:
+        GPU_ENV
+    threads: TENSORFLOW_THREADS
+    resources:
+        gpu=1,
+        mem_mb=6000,
+        runtime=60,
+    params:
+        mixed_precision=config["training"]["mixed_precision"],
+        genres=GENRES,
+        rate=config["predict"]["unfamiliar_rate"],
+    script:
+        "../workflow_scripts/fit_unfamiliarity.py"
 
 
 rule plot_final:
@@ -131,6 +202,7 @@ checkpoint summarize_final:
     input:
         metrics=get_final_files("metrics.json"),
         predictions=get_final_files("predictions.csv"),
+        calibrations=get_final_files("calibration.json"),
     output:
         summary=report(
             f"{plan.FINAL}/summary.csv",
@@ -139,8 +211,9 @@ checkpoint summarize_final:
             subcategory="Summary",
             labels={"result": "all final models (CSV)"},
         ),
-        table=report(
-            f"{plan.FINAL}/table5.md",
+        table=f"{plan.FINAL}/table5.md",
+        table_html=report(
+            f"{plan.FINAL}/table5.html",
             caption="../workflow_scripts/genreflow/report/final_table5.rst",
             category="Final models",
             subcategory="Summary",

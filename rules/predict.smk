@@ -23,6 +23,7 @@ rule export_model:
         unpack(get_export_inputs),
     output:
         model=f"{plan.EXPORT}/model.keras",
+        unfamiliarity=f"{plan.EXPORT}/unfamiliarity.npz",
         preprocessing=f"{plan.EXPORT}/preprocessing.json",
         readme=f"{plan.EXPORT}/README.md",
     log:
@@ -108,5 +109,6 @@ rule collect_predictions:
         not_audio=PREDICT_NOT_AUDIO,
         notes=caveats(RUN_ABOUT),
         about=RUN_ABOUT,
+        unfamiliar_rate=PREDICT["unfamiliar_rate"],
     script:
         "../workflow_scripts/collect_predictions.py"

@@ -137,8 +137,9 @@ checkpoint summarize_screening:
         predictions=screening_files("predictions.csv"),
     output:
         summary=f"{plan.SCREENING}/summary.csv",
-        tables=report(
-            f"{plan.SCREENING}/tables.md",
+        tables=f"{plan.SCREENING}/tables.md",
+        tables_html=report(
+            f"{plan.SCREENING}/tables.html",
             caption="../workflow_scripts/genreflow/report/screening_tables.rst",
             category="Screening",
             labels={"table": "F1 per backbone and image type"},

@@ -102,8 +102,9 @@ rule summarize_segments:
             category="Segments",
             labels={"result": "whole clips vs segments (CSV)"},
         ),
-        table=report(
-            f"{plan.SEGMENTS}/comparison.md",
+        table=f"{plan.SEGMENTS}/comparison.md",
+        table_html=report(
+            f"{plan.SEGMENTS}/comparison.html",
             caption="../workflow_scripts/genreflow/report/segments_table.rst",
             category="Segments",
             labels={"result": "whole clips vs segments (table)"},

@@ -113,12 +113,25 @@ def test_patches_pad_short_input_and_drop_the_remainder():
     np.testing.assert_array_equal(two[1], frames[ae.PATCH_FRAMES : 2 * ae.PATCH_FRAMES])
 
 
+def test_musicnns_input_does_not_depend_on_the_recordings_level():
+    """12 dB quieter, the same music gives the same input (it cost a musicnn model 0.32
+    macro-F1 when it did not); a nearly silent window is raised by at most MAX_GAIN_DB."""
+    rng = np.random.default_rng(0)
+    y = (0.3 * rng.standard_normal(2 * ae.SAMPLE_RATE)).astype(np.float32)
+    np.testing.assert_allclose(ae.log_mel(y), ae.log_mel(y * 10 ** (-12 / 20)), atol=1e-4)
+    normalised = ae.level_normalised(y * 0.01)
+    assert np.sqrt(np.mean(normalised.astype(np.float64) ** 2)) == pytest.approx(ae.REFERENCE_RMS,
+                                                                                  rel=1e-5)
+    whisper = np.full(1000, 1e-6, np.float32)
+    assert np.max(ae.level_normalised(whisper)) == pytest.approx(1e-6 * 10 ** (ae.MAX_GAIN_DB / 20))
+
+
 def test_log_mel_of_a_loud_clip_stays_finite_where_float16_overflows():
     t = np.arange(3 * ae.SAMPLE_RATE) / ae.SAMPLE_RATE
     loud = 0.99 * np.sign(np.sin(2 * np.pi * 220 * t))  # a full-scale square wave
     spectrogram = ae.log_mel(loud)
     assert spectrogram.shape == (3 * ae.SAMPLE_RATE // ae.FFT_HOP + 1, ae.N_MELS)
-    assert np.isfinite(spectrogram).all() and spectrogram.max() > np.log10(10000 * 6.6)
+    assert np.isfinite(spectrogram).all()
     import librosa
 
     mel = librosa.feature.melspectrogram(y=loud.astype(np.float32), sr=ae.SAMPLE_RATE,

@@ -117,10 +117,15 @@ def _train_seeds(folder, best_json, data, about, seeds, settings=SETTINGS):
 
 
 def _summarize(root, combined):
+    from genreflow.evaluation.calibration import calibrate_final
+
     summary = root / "summary.csv"
-    summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], RUN_ABOUT,
-                    GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
-                    str(root / "scores.png"), str(root / "headline.json"),
+    calibration = str(root / "calibration.json")
+    calibrate_final(combined["predictions.csv"], GTZAN_GENRES, 10, read_json(combined["metrics.json"]),
+                    [], calibration, str(root / "reliability.png"), log=lambda message: None)
+    summarize_final([combined["metrics.json"]], [combined["predictions.csv"]], [calibration],
+                    RUN_ABOUT, GTZAN_GENRES, BOOTSTRAP, str(summary), str(root / "table5.md"),
+                    str(root / "table5.html"), str(root / "scores.png"), str(root / "headline.json"),
                     log=lambda message: None)
     return pd.read_csv(summary)
 
@@ -203,10 +208,19 @@ def test_final_model_files(vgg_run):
     assert "**IMAGE BACKBONES NOT PRETRAINED" in table and "**SYNTHETIC DEMO CORPUS" in table
     assert "| 1 | VGG16 + mel spectrogram | 1 |" in table and " ± " in table
     assert "The test columns were not used to choose" in table
+    # the report's page of the same table: rows as HTML table rows, caveats in bold
+    page = (root / "table5.html").read_text()
+    assert "<td>1</td><td>VGG16 + mel spectrogram</td><td>1</td>" in page
+    assert "<b>IMAGE BACKBONES NOT PRETRAINED" in page and "|" not in page.split("<table>")[1]
     assert (root / "scores.png").stat().st_size > 0
     assert summary.loc[0, "seeds"] == "0 1"
     headline = read_json(root / "headline.json")
     assert headline["model"] == "VGG16 + mel spectrogram" and headline["round"] == 1
+    # the chosen model's calibration, as its calibration.json says, for the front page
+    calibration = read_json(root / "calibration.json")
+    assert headline["calibration"]["test_ece_after"] == pytest.approx(calibration["test_ece_after"])
+    assert headline["calibration"]["temperatures"] == pytest.approx(
+        [calibration["temperatures"][str(seed)] for seed in (0, 1)], abs=1e-4)
     assert headline["test_macro_f1"]["mean"] == pytest.approx(summary.loc[0, "test_macro_f1_mean"])
 
 
@@ -347,14 +361,15 @@ def _record(path, backbone, round_, valid_f1, valid_loss, test_f1s):
     return str(path)
 
 
-TRUTH = [0] * 10 + [1] * 10
+TRUTH = [0] * 20 + [1] * 20
 
 
-def _correct(n_wrong_per_class):
-    """Predictions of TRUTH with the first n of each class wrong."""
+def _correct(n_wrong_per_ten):
+    """Predictions of TRUTH (20 tracks per class: enough for an interval) with the first
+    2n of each class wrong."""
     predicted = list(TRUTH)
-    for start in (0, 10):
-        for i in range(start, start + n_wrong_per_class):
+    for start in (0, 20):
+        for i in range(start, start + 2 * n_wrong_per_ten):
             predicted[i] = 1 - predicted[i]
     return predicted
 

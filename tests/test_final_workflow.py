@@ -57,10 +57,16 @@ def test_report_zip_holds_every_figure(tiny_gtzan_run):
     snakemake(workdir, "--report", "report.zip")
     with zipfile.ZipFile(workdir / "report.zip") as archive:
         names = archive.namelist()
-    for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
-                     "loss.png", "optimization_history.png", "table5.md", "comparison.png",
-                     "comparison.md"):
-        assert any(name.endswith(expected) for name in names), expected
+        for expected in ("heatmap.png", "scores.png", "confusion_matrix.png", "accuracy.png",
+                         "loss.png", "optimization_history.png", "table5.html", "comparison.png",
+                         "comparison.html", "tables.html", "reliability.png"):
+            assert any(name.endswith(expected) for name in names), expected
+        # Table 5 is a page the report shows (HTML), not a Markdown download: its rows are
+        # table rows, one per final model, the chosen one first
+        page = archive.read(next(n for n in names if n.endswith("table5.html"))).decode()
+    summary = pd.read_csv(workdir / "results/final/summary.csv")
+    for row in summary.itertuples():
+        assert f"<td>{row.rank}</td><td>{row.model}</td><td>{row.round}</td>" in page
 
 
 def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):
@@ -83,8 +89,9 @@ def test_the_musicnn_final_model_is_a_head_on_its_embeddings(tiny_gtzan_run):
                                    "baseline_cnn/mel/round_0"])
 def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, model, monkeypatch):
     """A test clip through the exported bundle, outside the workflow (musicnn in a process
-    of its own), gives the probabilities the final model's job wrote for it: the bundle's
-    preprocessing is the training pipeline's."""
+    of its own), gives the probabilities the final model's job wrote for it, through the
+    bundle's temperature: the bundle's preprocessing is the training pipeline's."""
+    from genreflow.evaluation.calibration import temperature_scaled
     from genreflow.predict import load_bundle
 
     workdir, _, _ = tiny_gtzan_run
@@ -100,7 +107,8 @@ def test_a_bundle_reproduces_its_final_models_test_predictions(tiny_gtzan_run, m
     for row in test.itertuples():
         result = bundle.predict_file(clips.loc[row.clip, "path"])
         assert result["windows"] == 1  # one window of audio.seconds: the training clip
-        expected = [getattr(row, f"p_{genre}") for genre in genres]
+        expected = temperature_scaled([getattr(row, f"p_{genre}") for genre in genres],
+                                      bundle.temperature)
         np.testing.assert_allclose([result["probabilities"][g] for g in genres], expected, atol=2e-4)
 
 

@@ -96,9 +96,33 @@ def test_ties_of_a_step_valued_objective_go_to_the_lower_loss():
     assert best.number == 1 and ties == 2 and broken_by is None
 
 
-def test_kfold_screening_tests_every_track_once_and_averages_its_folds(tmp_path):
+def _kfold_screen(folder, x, clips, labels, genres):
     from genreflow.io import read_json, save_embeddings
     from genreflow.screening import screen_head
+
+    folder.mkdir(exist_ok=True)
+    save_embeddings(folder / "e.npz", x, clips, np.zeros(len(clips), int), labels)
+    manifests = {}
+    for split, members in (("train", slice(0, 40)), ("valid", slice(40, 50)), ("test", slice(50, 60))):
+        manifests[split] = str(folder / f"{split}.csv")
+        pd.DataFrame({"clip": clips[members], "genre": [genres[i] for i in labels[members]]}).to_csv(
+            manifests[split], index=False)
+    out = {name: str(folder / name) for name in ("m.json", "h.csv", "p.csv", "f.csv")}
+    training = {"epochs": 20, "patience": 5, "batch_size": 16, "seed": 0, "protocol": "kfold", "folds": 5}
+    screen_head(str(folder / "e.npz"), manifests,
+                {"dense_layers": 1, "units": 16, "dropout": 0.0, "learning_rate": 0.01},
+                training, genres, {"backbone": "vgg16", "feature": "mel"}, out["m.json"], out["h.csv"],
+                out["p.csv"], out["f.csv"], log=lambda m: None)
+    return read_json(out["m.json"]), pd.read_csv(out["f.csv"]), pd.read_csv(out["p.csv"])
+
+
+def test_kfold_screening_chooses_on_folds_of_train_and_valid_and_tests_the_holdout_split(tmp_path):
+    """The folds pool the train and validation tracks only: every one of them is scored
+    once, the validation scores are the means over folds, and the test split is scored by
+    the fold heads' mean probabilities. Replacing the test tracks' embeddings by noise
+    leaves everything that chooses unchanged (it changed the choice when the test tracks
+    were pooled into the folds, HEAR's way)."""
+    from sklearn.metrics import f1_score
 
     rng = np.random.default_rng(0)
     n_tracks, genres = 60, ["a", "b", "c"]
@@ -106,27 +130,29 @@ def test_kfold_screening_tests_every_track_once_and_averages_its_folds(tmp_path)
     centres = rng.normal(0, 3, (3, 8))
     clips = np.array([f"{genres[label]}.{i:05d}" for i, label in enumerate(labels)])
     x = (centres[labels] + rng.normal(0, 1.5, (n_tracks, 8))).astype(np.float32)
-    save_embeddings(tmp_path / "e.npz", x, clips, np.zeros(n_tracks, int), labels)
-    manifests = {}
-    for split, members in (("train", slice(0, 40)), ("valid", slice(40, 50)), ("test", slice(50, 60))):
-        manifests[split] = str(tmp_path / f"{split}.csv")
-        pd.DataFrame({"clip": clips[members], "genre": [genres[i] for i in labels[members]]}).to_csv(
-            manifests[split], index=False)
-    out = {name: str(tmp_path / name) for name in ("m.json", "h.csv", "p.csv", "f.csv")}
-    training = {"epochs": 20, "patience": 5, "batch_size": 16, "seed": 0, "protocol": "kfold", "folds": 5}
-    screen_head(str(tmp_path / "e.npz"), manifests, {"dense_layers": 1, "units": 16, "dropout": 0.0},
-                training, genres, {"backbone": "vgg16", "feature": "mel"}, out["m.json"], out["h.csv"],
-                out["p.csv"], out["f.csv"], log=lambda m: None)
-    metrics, folds = read_json(out["m.json"]), pd.read_csv(out["f.csv"])
+    metrics, folds, predictions = _kfold_screen(tmp_path / "clean", x, clips, labels, genres)
     assert metrics["protocol"] == "kfold" and metrics["folds"] == 5 and len(folds) == 5
-    for column in ("valid_macro_f1", "test_macro_f1", "test_accuracy"):
+    for column in ("valid_macro_f1", "valid_accuracy", "valid_loss"):
         assert metrics[column] == pytest.approx(folds[column].mean())
-    assert metrics["test_macro_f1_std"] == pytest.approx(folds["test_macro_f1"].std(ddof=1))
-    predictions = pd.read_csv(out["p.csv"])
-    test = predictions[predictions["split"] == "test"]
-    assert sorted(test["clip"]) == sorted(clips)  # every track tested exactly once
-    assert metrics["test"]["tracks"]["n"] == n_tracks and metrics["test_macro_f1"] > 0.6
-    assert (folds[["n_train", "n_valid", "n_test"]].sum(axis=1) == n_tracks).all()
+    assert metrics["valid_macro_f1_std"] == pytest.approx(folds["valid_macro_f1"].std(ddof=1))
+    valid, test = (predictions[predictions["split"] == split] for split in ("valid", "test"))
+    assert sorted(valid["clip"]) == sorted(clips[:50])  # every pooled track scored once
+    assert sorted(test["clip"]) == sorted(clips[50:]) and test["fold"].isna().all()
+    assert (folds[["n_train", "n_stop", "n_valid"]].sum(axis=1) == 50).all()
+    assert (folds["n_test"] == 10).all() and folds["n_valid"].sum() == 50
+    assert metrics["valid"]["tracks"]["n"] == 50 and metrics["test"]["tracks"]["n"] == 10
+    assert metrics["test_macro_f1"] == pytest.approx(
+        f1_score(test["true"], test["predicted"], average="macro", zero_division=0))
+    assert metrics["test_macro_f1_std"] is None and metrics["test_macro_f1"] > 0.6
+
+    noise = x.copy()
+    noise[50:] = rng.normal(0, 10, noise[50:].shape)
+    moved, moved_folds, moved_predictions = _kfold_screen(tmp_path / "noise", noise, clips, labels, genres)
+    for key in ("valid_macro_f1", "valid_macro_f1_std", "valid_accuracy", "valid_loss", "valid"):
+        assert moved[key] == metrics[key]
+    pd.testing.assert_frame_equal(moved_folds.filter(like="valid"), folds.filter(like="valid"))
+    pd.testing.assert_frame_equal(moved_predictions[moved_predictions["split"] == "valid"], valid)
+    assert moved["test_macro_f1"] < metrics["test_macro_f1"] - 0.2  # the test split did change
 
 
 def test_the_tables_name_the_protocol_and_say_when_lists_overrule_the_folds():
@@ -139,7 +165,8 @@ def test_the_tables_name_the_protocol_and_say_when_lists_overrule_the_folds():
            "test_accuracy_low": 0.52, "test_accuracy_high": 0.72, "test_absent_genres": ""}
     kfold = markdown_tables(pd.DataFrame([{**row, "folds": 10}]), [], Bootstrap(), ["a"],
                             {"requested": "kfold", "used": "kfold"})
-    assert "Protocol: 10-fold cross-validation over all tracks (HEAR's GTZAN protocol" in kfold
+    assert "Protocol: 10-fold cross-validation over the train and validation tracks" in kfold
+    assert "The test split is in no fold" in kfold
     assert "| mel | 0.700 ± 0.050 | 0.600 ± 0.040 [0.500, 0.700] | 0.620 ± 0.030 [0.520, 0.720] |" in kfold
     lists = markdown_tables(pd.DataFrame([{**row, "folds": 1, "valid_macro_f1_std": None,
                                            "test_macro_f1_std": None, "test_accuracy_std": None}]),

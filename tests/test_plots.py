@@ -274,7 +274,11 @@ def _fake_job(about):
     return SimpleNamespace(
         wildcards=SimpleNamespace(backbone="vgg16", feature="mel", round="2"),
         params=SimpleNamespace(about=about, notes=caveats(about), seeds=[0, 1, 2],
-                               protocol={"requested": "kfold", "used": "kfold"}),
+                               protocol={"requested": "kfold", "used": "kfold"}, bins=10,
+                               unfamiliar_rate=0.05,
+                               conditions=[{"name": "noise", "description": "pink noise at 20 dB SNR"},
+                                           {"name": "gain", "description": "a -12 dB gain"}]),
+        config={"evaluation": {"seeds": [0, 1]}, "robustness": {"second_rendering": True}},
     )
 
 
@@ -306,13 +310,17 @@ HEADLINE = {
 }
 
 
-NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None}}
+NO_INTERVAL = {**HEADLINE, "test_macro_f1": {"mean": 0.5, "low": None, "high": None,
+                                              "missing": "a genre has 2 test tracks (fewer than 4)"}}
+CALIBRATED = {**HEADLINE, "calibration": {
+    "temperatures": [1.8312, 2.2], "bins": 10, "test_ece_before": 0.214, "test_ece_after": 0.061,
+    "test_brier_before": 0.52, "test_brier_after": 0.47}}
 
 
 @pytest.mark.parametrize("weights", ["none", "imagenet"])
 @pytest.mark.parametrize("kind", ["synthetic", "gtzan"])
-@pytest.mark.parametrize("headline", [None, HEADLINE, NO_INTERVAL],
-                         ids=["before final", "after final", "no interval"])
+@pytest.mark.parametrize("headline", [None, HEADLINE, NO_INTERVAL, CALIBRATED],
+                         ids=["before final", "after final", "no interval", "calibrated"])
 def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
     from genreflow.run_info import run_about
 
@@ -321,6 +329,7 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
         "features": {"image_size": 75}, "segments": {"seconds": None},
         "backbones": {"names": ["vgg16"], "weights": weights},
         "splits": {"lists": None, "seed": 42},
+        "robustness": {"perturbations": {"noise": {}, "gain": {}}, "second_rendering": True},
     }
     about = run_about(config)
     config["report_front_page"] = {"caveats": caveats(about), "weights": about["weights"],
@@ -335,11 +344,20 @@ def test_workflow_description_uses_the_caveats_wording(weights, kind, headline):
     assert "stratified by genre, seed 42" in html
     words = " ".join(html.split())
     if headline is NO_INTERVAL:
-        assert "Test macro-F1 0.500 (no interval: a genre has a single test track)" in words
+        # the reason once, not after every score of the page
+        assert "Test macro-F1 0.500 (n/a)" in words
+        assert words.count("a genre has 2 test tracks (fewer than 4)") == 1, words
+        assert "No interval (n/a) on this run, said once for every score on this page: a genre has 2 test tracks" in words
     elif headline:
         assert ("The chosen model: VGG16 + mel spectrogram, tuning round 2. Test macro-F1 0.712 "
                 "(95% interval 0.645 to 0.781), test accuracy 0.720") in words
         assert "played no part in the choice" in words
+        if headline is CALIBRATED:
+            assert ("temperature fitted on the validation split (T = 1.83, 2.2, one per seed): "
+                    "expected calibration error on the test tracks 0.214 before, 0.061 after "
+                    "(10 confidence bins") in words
+        else:
+            assert "calibration error" not in words
     else:
         assert "chosen model" not in html
 
@@ -351,3 +369,30 @@ def test_rules_name_existing_captions():
     for caption in captions:
         assert (REPO / "rules" / caption).resolve().is_file(), caption
     assert sorted({Path(c).name for c in captions}) == sorted(p.name for p in CAPTIONS)
+
+
+@pytest.mark.parametrize("model", [None, "vgg16/mel/round_2"])
+def test_a_predictions_only_report_describes_only_its_predictions(model):
+    """`snakemake --report report.html predict`: the front page says what that report holds
+    and how to get the study's, instead of describing categories it does not contain."""
+    from genreflow.run_info import run_about
+
+    config = {
+        "dataset": {"kind": "synthetic", "genres": list(GTZAN_GENRES)},
+        "features": {"image_size": 75}, "segments": {"seconds": None, "compare": [None, 3]},
+        "backbones": {"names": ["vgg16"], "weights": "none"},
+        "splits": {"lists": None, "seed": 42}, "predict": {"model": model},
+        "robustness": {"perturbations": {"noise": {}}, "second_rendering": True},
+    }
+    about = run_about(config)
+    config["report_front_page"] = {"caveats": caveats(about), "weights": about["weights"],
+                                   "headline": HEADLINE, "predictions_only": True}
+    rst, html = _render((REPORT / "workflow.rst").read_text(),
+                        snakemake=SimpleNamespace(config=config))
+    words = " ".join(rst.split())
+    assert "**Predictions**" in words and "snakemake --report report.html all predict" in words
+    for category in ("**Screening**", "**Tuning**", "**Segments**", "**Robustness**"):
+        assert category not in words
+    assert (model or HEADLINE["model"]) in words
+    for note in caveats(about):
+        assert f"**{note}**" in rst

@@ -16,6 +16,7 @@ from genreflow.predict import load_bundle
 from genreflow.predict.bundle import BundleError
 from genreflow.predict.export import export_bundle
 from genreflow.predict.workflow import list_music
+from odd_audio import mostly_silence, white_noise
 
 SR = 22050
 GENRES = ["ambient", "drone", "zydeco"]
@@ -61,6 +62,54 @@ def test_list_music_walks_the_folder_and_says_what_it_leaves_out(tmp_path):
     assert reasons["gone.wav"].startswith("broken symbolic link")
 
 
+TEMPERATURE = 1.7
+
+
+def mel_inputs(clips):
+    """The baseline CNN's input for each 4 s window of `clips` (as the bundle makes it)."""
+    from genreflow.features import FeatureComputer, clip_images
+
+    computer = FeatureComputer(SR, {"mel": MEL})
+    windows = [clip[start:start + 4 * SR] for clip in clips
+               for start in range(0, clip.size - 4 * SR + 1, 4 * SR)]
+    return np.stack([clip_images(computer, w.astype(np.float32), 32)["mel"] for w in windows])[..., None] / 255.0
+
+
+def like_training(seconds, seed):
+    """A clip of the kind the fixture's statistics are fitted on: one of three pitches."""
+    return music(seconds, seed=seed % 3) + 0.02 * np.random.default_rng(seed).normal(size=int(seconds * SR))
+
+
+def write_confidence(model, folder):
+    """What export takes from the final model besides model.keras: a calibration.json
+    (temperature TEMPERATURE for seed 0) and the unfamiliar score's statistics, fitted on
+    the model's representations of clips `like_training` (training: 12 clips, one label
+    per pitch; validation: 12 others, rate 10%)."""
+    from genreflow.io import write_json
+    from genreflow.models.unfamiliar import (
+        Representations,
+        describe,
+        fit_statistics,
+        representation_name,
+        with_threshold,
+    )
+
+    represent = Representations(model)
+    _, features = represent(mel_inputs([like_training(8.0, s) for s in range(12)]))
+    stats = fit_statistics(features, np.repeat(np.arange(12) % 3, 2))
+    valid = [stats.window_scores(represent(mel_inputs([like_training(4.0, s)]))[1]).mean()
+             for s in range(12, 24)]
+    stats = with_threshold(stats, valid, 0.1)
+    stats.save(folder / "unfamiliarity.npz")
+    write_json(folder / "unfamiliarity.json", {
+        **describe(stats, representation_name(model)), "seed": 0,
+        "valid": {"flagged_share": 0.083}, "test": {"flagged_share": 0.0}})
+    write_json(folder / "calibration.json", {
+        "method": "temperature scaling", "bins": 10,
+        "per_seed": [{"seed": 0, "temperature": TEMPERATURE, "valid": {"n_tracks": 12},
+                      "test": {"ece_before": 0.3, "ece_after": 0.1}}]})
+
+
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle of a small (untrained) baseline CNN on 32 px mel images, as export writes it."""
@@ -68,12 +117,16 @@ def bundle_dir(tmp_path_factory):
     from genreflow.models.assemble import save_model_atomic
     from genreflow.models.baseline import build_baseline_cnn
 
+    from genreflow.models.train import seed_everything
+
     folder = tmp_path_factory.mktemp("bundle_source")
+    seed_everything(0)  # the same (untrained) network in every run
     model = build_baseline_cnn({"conv_layers": 1, "kernels": 4, "dense_layers": 1, "units": 8},
                                32, len(GENRES))
     save_model_atomic(model, folder / "seed_0.keras")
     write_json(folder / "seed_0.json", {"seed": 0, "valid": {"tracks": {"macro_f1": 0.5, "loss": 1.0}},
                                         "test": {"tracks": {"macro_f1": 0.4}}})
+    write_confidence(model, folder)
     out = tmp_path_factory.mktemp("bundle")
     settings = {
         "genres": GENRES, "audio": AUDIO, "window_seconds": 4.0, "feature": "mel",
@@ -82,8 +135,11 @@ def bundle_dir(tmp_path_factory):
         "caveats": ["SYNTHETIC DEMO CORPUS: test"],
         "model": {"backbone": "baseline_cnn", "feature": "mel", "round": 0, "label": "Baseline CNN + mel"},
     }
-    export_bundle([str(folder / "seed_0.json")], [str(folder / "seed_0.keras")], settings,
-                  str(out / "model.keras"), str(out / "preprocessing.json"), str(out / "README.md"),
+    export_bundle([str(folder / "seed_0.json")], [str(folder / "seed_0.keras")],
+                  str(folder / "calibration.json"), str(folder / "unfamiliarity.npz"),
+                  str(folder / "unfamiliarity.json"), settings,
+                  str(out / "model.keras"), str(out / "unfamiliarity.npz"),
+                  str(out / "preprocessing.json"), str(out / "README.md"),
                   log=lambda message: None)
     return out
 
@@ -163,4 +219,93 @@ def test_an_edited_preprocessing_json_is_refused(bundle_dir, tmp_path):
         load_bundle(edited)
     (edited / "model.keras").unlink()
     with pytest.raises(BundleError, match="model.keras is missing"):
+        load_bundle(edited)
+
+
+def test_predictions_are_calibrated_with_the_top_three_genres_and_the_unfamiliar_flag(bundle_dir, tmp_path):
+    """Each file: the mean of its windows' probabilities through the bundle's temperature,
+    the three likeliest genres in order, and white noise and a clip that is mostly silence
+    flagged, far above a song like the training clips (which, like 10% of those, may sit
+    near the threshold)."""
+    from genreflow.evaluation.calibration import temperature_scaled
+    from genreflow.models.train import predict_proba
+    from genreflow.predict.bundle import PREDICTION_COLUMNS
+
+    bundle = load_bundle(bundle_dir)
+    assert bundle.temperature == TEMPERATURE and bundle.preprocessing["format"] == 2
+    song = like_training(8.0, 40)
+    paths = {"song": tmp_path / "song.wav", "noise": tmp_path / "noise.wav",
+             "silence": tmp_path / "mostly_silence.wav"}
+    soundfile.write(paths["song"], song, SR, subtype="FLOAT")  # the samples exactly
+    song = soundfile.read(paths["song"], dtype="float32")[0]
+    soundfile.write(paths["noise"], white_noise(8.0, 0), SR)
+    soundfile.write(paths["silence"], mostly_silence(song, 0.5, 0), SR)
+    predictions, _ = bundle.predict_files([str(p) for p in paths.values()], log=lambda m: None)
+    assert list(predictions.columns) == [*PREDICTION_COLUMNS, *(f"p_{g}" for g in GENRES)]
+    rows = predictions.set_index("file")
+    raw = predict_proba(bundle.model, mel_inputs([song])).mean(axis=0)
+    expected = temperature_scaled(raw, TEMPERATURE)
+    song_row = rows.loc[str(paths["song"])]
+    np.testing.assert_allclose([song_row[f"p_{g}"] for g in GENRES], expected, atol=1e-6)
+    order = np.argsort(-expected)
+    assert [song_row["genre"], song_row["second_genre"], song_row["third_genre"]] == \
+        [GENRES[i] for i in order]
+    assert song_row["probability"] > song_row["second_probability"] > song_row["third_probability"]
+    assert song_row["probability"] == pytest.approx(expected[order[0]], abs=1e-6)
+    assert song_row["unfamiliarity"] < 1.5
+    for odd in ("noise", "silence"):
+        assert rows.loc[str(paths[odd]), "unfamiliar"], rows[["unfamiliar", "unfamiliarity"]]
+        assert rows.loc[str(paths[odd]), "unfamiliarity"] > 3 * song_row["unfamiliarity"]
+    result = bundle.predict_file(paths["noise"])
+    assert result["unfamiliar"] is True and result["top"][0][0] == result["genre"]
+    assert len(result["top"]) == 3 and result["unfamiliarity"] > 1.0
+    readme = (bundle_dir / "README.md").read_text()
+    assert "T = 1.700" in readme and "does not say that the genre is wrong" in readme
+
+
+def test_a_bundle_exported_before_calibration_loads_with_temperature_one_and_no_flag(bundle_dir, tmp_path):
+    """Format 1 (no temperature, no unfamiliar score): it still predicts, with the model's
+    own probabilities, empty flag columns, and a warning that says so."""
+    import shutil
+
+    from genreflow.models.train import predict_proba
+    from genreflow.predict.bundle import fingerprint
+
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(bundle_dir / "model.keras", old / "model.keras")
+    preprocessing = json.loads((bundle_dir / "preprocessing.json").read_text())
+    for key in ("calibration", "unfamiliarity", "fingerprint"):
+        preprocessing.pop(key)
+    preprocessing["format"] = 1
+    preprocessing["fingerprint"] = fingerprint(old / "model.keras", preprocessing)
+    (old / "preprocessing.json").write_text(json.dumps(preprocessing))
+    with pytest.warns(UserWarning, match="bundle format 1.*temperature 1.*no file is flagged"):
+        bundle = load_bundle(old)
+    assert bundle.temperature == 1.0 and bundle.unfamiliarity is None and bundle.flag_meaning is None
+    y = music(4.0, seed=2)
+    path = tmp_path / "song.wav"
+    soundfile.write(path, y, SR)
+    result = bundle.predict_file(path)
+    assert result["unfamiliar"] is None and result["unfamiliarity"] is None
+    raw = predict_proba(bundle.model, bundle.image_inputs(y[None].astype(np.float32)))[0]
+    np.testing.assert_allclose([result["probabilities"][g] for g in GENRES], raw, atol=1e-5)
+    predictions, _ = bundle.predict_files([str(path)], log=lambda m: None)
+    assert predictions["unfamiliar"].isna().all() and predictions["unfamiliarity"].isna().all()
+
+
+def test_a_bundle_whose_score_statistics_were_changed_is_refused(bundle_dir, tmp_path):
+    import shutil
+
+    from genreflow.models.unfamiliar import Unfamiliarity
+
+    edited = tmp_path / "edited"
+    shutil.copytree(bundle_dir, edited)
+    stats = Unfamiliarity.load(edited / "unfamiliarity.npz")
+    stats.threshold *= 10  # a threshold that flags nothing
+    stats.save(edited / "unfamiliarity.npz")
+    with pytest.raises(BundleError, match="does not describe this model.keras and unfamiliarity.npz"):
+        load_bundle(edited)
+    (edited / "unfamiliarity.npz").unlink()
+    with pytest.raises(BundleError, match="unfamiliarity.npz is missing"):
         load_bundle(edited)

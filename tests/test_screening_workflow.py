@@ -124,7 +124,7 @@ def test_a_hand_placed_imagenet_file_that_is_not_the_published_one_is_refused(im
     assert code != 0
     log = (imagenet_workdir / "logs/embed_images/vgg16/mel.log").read_text()
     assert file_md5(target) in log and BACKBONES["vgg16"].weights_md5 in log
-    assert "snakemake fetch_weights" in log
+    assert "snakemake --cores 1 resources/weights/vgg16/imagenet_notop.h5" in log  # runs as written
     assert not (imagenet_workdir / "results/embeddings/vgg16/mel.npz").exists()
 
 
@@ -191,3 +191,47 @@ def test_offline_the_split_lists_say_where_to_put_each_file(tmp_path):
         assert published.url in output and f"put it at {published.target}" in output
     assert not (tmp_path / "resources/splits/fault_filtered").exists() or not any(
         (tmp_path / "resources/splits/fault_filtered").iterdir())
+
+
+def test_kfold_screening_chooses_without_the_test_tracks(tmp_path):
+    """screening.protocol kfold cuts its folds from the train and validation tracks only:
+    with the test tracks' audio replaced by noise, the screening reruns (the test columns
+    move) and selection.json stays byte-identical. When the test tracks were pooled into
+    the folds (HEAR's way), the noise moved the validation scores that choose."""
+    import soundfile
+
+    make_tiny_gtzan(tmp_path / "corpus", clips_per_genre=5, seconds=4.0)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["audio"] = {"seconds": 4.0, "min_seconds": 3.0}
+    config["backbones"] = {"names": ["vgg16"], "weights": "none"}
+    config["screening"] = {"features": ["mel", "mfcc"], "epochs": 3, "patience": 2,
+                           "protocol": "kfold", "folds": 3}
+    config["tuning"]["combinations"] = [{"backbone": "vgg16", "feature": "mel"}]
+    config["segments"] = {"compare": None}
+    write_config(tmp_path, config)
+    target = "results/screening/selection.json"
+    snakemake(tmp_path, "--cores", "2", target)
+    selection = (tmp_path / target).read_bytes()
+    summary = pd.read_csv(tmp_path / "results/screening/summary.csv")
+    assert set(summary["protocol"]) == {"kfold"} and set(summary["folds"]) == {3}
+    folds = pd.read_csv(tmp_path / "results/screening/vgg16/mel/folds.csv")
+    test_clips = set(pd.read_csv(tmp_path / "results/splits/test.csv", dtype={"clip": str})["clip"])
+    assert (folds["n_test"] == len(test_clips)).all()
+    assert folds["n_valid"].sum() == len(pd.read_csv(tmp_path / "results/splits/train.csv")) + len(
+        pd.read_csv(tmp_path / "results/splits/valid.csv"))
+
+    before = pd.read_csv(tmp_path / "results/screening/vgg16/mel/predictions.csv")
+    clips = pd.read_csv(tmp_path / "results/corpus/clips.csv", dtype={"clip": str})
+    rng = np.random.default_rng(0)
+    for path in clips.loc[clips["clip"].isin(test_clips), "path"]:
+        audio, rate = soundfile.read(tmp_path / path)
+        soundfile.write(tmp_path / path, 0.3 * rng.standard_normal(audio.shape), rate)
+    _, output = snakemake(tmp_path, "--cores", "2", target)
+    assert "train_screening" in output  # the noise reached the screening jobs
+    moved = pd.read_csv(tmp_path / "results/screening/summary.csv")
+    after = pd.read_csv(tmp_path / "results/screening/vgg16/mel/predictions.csv")
+    assert not np.allclose(after.filter(like="p_")[after["split"] == "test"],
+                           before.filter(like="p_")[before["split"] == "test"])
+    for column in ("valid_macro_f1", "valid_macro_f1_std", "valid_accuracy", "valid_loss"):
+        np.testing.assert_array_equal(moved[column], summary[column])
+    assert (tmp_path / target).read_bytes() == selection

@@ -174,3 +174,57 @@ def test_classical_has_no_drums(small_corpus):
     classical = percussive_fraction("classical")
     for genre in ("disco", "metal", "rock"):
         assert percussive_fraction(genre) > 2.0 * classical, genre
+
+
+# ------------------------------------------------------------------ the second rendering
+def test_rendering_zero_is_the_corpus():
+    np.testing.assert_array_equal(render_clip("jazz", 3, 2.0, seed=7, rendering=0),
+                                  render_clip("jazz", 3, 2.0, seed=7))
+    with pytest.raises(ValueError, match="rendering 2"):
+        render_clip("jazz", 3, 2.0, rendering=2)
+
+
+def test_every_instrument_has_a_second_synthesis():
+    from genreflow import synthetic
+
+    first = {name for name in synthetic._TIMBRES if not name.startswith(synthetic._SECOND)}
+    assert set(synthetic._SECOND_TIMBRES) == first
+
+
+def test_the_second_rendering_is_the_same_song_recorded_another_way():
+    """Same notes and rhythm: its chromagram follows the first rendering's (and not another
+    song's of the genre); other instruments and room: its MFCC timbre is as far from the
+    first rendering's as another song's is."""
+    def chroma(y):
+        return librosa.feature.chroma_stft(y=y, sr=SR, hop_length=2048)
+
+    def timbre(y):
+        return librosa.feature.mfcc(y=y, sr=SR, n_mfcc=20).mean(axis=1)[1:]
+
+    same, other, timbre_same, timbre_other = [], [], [], []
+    for genre in ("blues", "disco", "jazz", "metal", "pop", "reggae"):
+        first = render_clip(genre, 1, 6.0)
+        second = render_clip(genre, 1, 6.0, rendering=1)
+        another = render_clip(genre, 2, 6.0)
+        assert second.shape == first.shape and not np.array_equal(first, second)
+        same.append(np.corrcoef(chroma(first).ravel(), chroma(second).ravel())[0, 1])
+        other.append(np.corrcoef(chroma(first).ravel(), chroma(another).ravel())[0, 1])
+        timbre_same.append(np.linalg.norm(timbre(first) - timbre(second)))
+        timbre_other.append(np.linalg.norm(timbre(first) - timbre(another)))
+    assert np.mean(same) > 0.65 and min(same) > 0.4
+    assert all(s > o + 0.2 for s, o in zip(same, other))
+    assert np.mean(other) < 0.3
+    assert np.mean(timbre_same) > 0.5 * np.mean(timbre_other)
+
+
+def test_write_songs_writes_the_second_rendering_of_the_songs_asked_for(tmp_path):
+    from genreflow.synthetic import write_songs
+
+    paths = write_songs(tmp_path, [("rock", 4), ("blues", 0)], 1.0, rendering=1,
+                        log=lambda message: None)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        clip_relpath("blues", 0), clip_relpath("rock", 4)]
+    audio, rate = sf.read(paths[1], dtype="float32")
+    assert rate == SR
+    expected = render_clip("rock", 4, 1.0, rendering=1)
+    np.testing.assert_allclose(audio, expected, atol=1 / 32768)

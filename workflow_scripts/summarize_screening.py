@@ -12,6 +12,7 @@ with logged_job(snakemake) as log:
         top_k=snakemake.params.top_k,
         out_summary=snakemake.output.summary,
         out_tables=snakemake.output.tables,
+        out_tables_html=snakemake.output.tables_html,
         out_heatmap=snakemake.output.heatmap,
         out_selection=snakemake.output.selection,
         protocol=snakemake.params.protocol,

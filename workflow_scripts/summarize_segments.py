@@ -11,6 +11,7 @@ with logged_job(snakemake) as log:
         notes=snakemake.params.notes,
         out_summary=snakemake.output.summary,
         out_table=snakemake.output.table,
+        out_table_html=snakemake.output.table_html,
         out_figure=snakemake.output.figure,
         log=log,
     )

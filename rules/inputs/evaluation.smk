@@ -9,7 +9,8 @@ def get_final_models(wildcards):
 
 
 def get_final_files(name):
-    """Input function: `name` (metrics.json, predictions.csv) of every final model."""
+    """Input function: `name` (metrics.json, predictions.csv, calibration.json, ...) of every
+    final model."""
 
     def files(wildcards):
         return [
@@ -44,6 +45,20 @@ def get_final_seed_files(wildcards):
             ("metrics", "metrics.json"),
             ("predictions", "predictions.csv"),
             ("history", "history.csv"),
+        )
+    }
+
+
+def get_final_seed_models(wildcards):
+    """Every seed's model, metrics and predictions of a final model: fit_unfamiliarity
+    takes the seed that is exported (the best validation macro-F1)."""
+    folder = plan.final_folder(wildcards.backbone, wildcards.feature, wildcards.round)
+    return {
+        name: plan.seed_files(folder, EVALUATION["seeds"], filename)
+        for name, filename in (
+            ("models", "model.keras"),
+            ("metrics", "metrics.json"),
+            ("predictions", "predictions.csv"),
         )
     }
 

@@ -25,7 +25,8 @@ _SAID = set()
 
 def predicted_model_id():
     """predict.model, or the chosen model. A predict.model the run does not tune (not in
-    the screening selection or tuning.combinations) is tuned and trained first: say so."""
+    the screening selection or tuning.combinations) is tuned and trained first: say so.
+    """
     if not PREDICT["model"]:
         return chosen_model_id()
     backbone, feature, _ = PREDICT["model"].split("/")
@@ -39,7 +40,10 @@ def predicted_model_id():
     return PREDICT["model"]
 
 
-def bundle_files(model_id, names=("model.keras", "preprocessing.json", "README.md")):
+BUNDLE_FILES = ("model.keras", "unfamiliarity.npz", "preprocessing.json")
+
+
+def bundle_files(model_id, names=(*BUNDLE_FILES, "README.md")):
     folder = plan.bundle_folder(model_id)
     return {name.split(".")[0].lower(): f"{folder}/{name}" for name in names}
 
@@ -56,7 +60,7 @@ def get_chosen_bundle(wildcards):
 
 
 def get_predict_bundle(wildcards):
-    return bundle_files(predicted_model_id(), ("model.keras", "preprocessing.json"))
+    return bundle_files(predicted_model_id(), BUNDLE_FILES)
 
 
 def get_predict_targets(wildcards):
@@ -90,12 +94,16 @@ def get_every_predict_shard(pattern):
 
 
 def get_export_inputs(wildcards):
-    """Every seed's model and metrics of a final model: the bundle takes the seed with the
-    best validation macro-F1."""
+    """Every seed's model and metrics of a final model (the bundle takes the seed with the
+    best validation macro-F1), the seeds' temperatures, and the unfamiliar score fitted for
+    that seed."""
     folder = plan.final_folder(wildcards.backbone, wildcards.feature, wildcards.round)
     return {
         "models": plan.seed_files(folder, EVALUATION["seeds"], "model.keras"),
         "metrics": plan.seed_files(folder, EVALUATION["seeds"], "metrics.json"),
+        "calibration": f"{folder}/calibration.json",
+        "unfamiliarity": f"{folder}/unfamiliarity.npz",
+        "unfamiliarity_summary": f"{folder}/unfamiliarity.json",
     }
 
 

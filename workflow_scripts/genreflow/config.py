@@ -241,7 +241,9 @@ def _relations(config: dict, base_dir: str) -> list[str]:
         if not os.path.isfile(os.path.join(base_dir, path)):
             problems.append(f"config key splits.lists.{split}: file {path!r} does not exist")
     problems.extend(_tuning_relations(config))
+    problems.extend(_augment_problems(config))
     problems.extend(_predict_model_problems(config))
+    problems.extend(_robustness_problems(config))
     source = config["predict"]["input"]
     if source is not None and not os.path.exists(os.path.join(base_dir, source)):
         problems.append(
@@ -366,6 +368,47 @@ def _rounds_problems(key: str, rounds: list[dict], kind: str) -> list[str]:
                     f"which searches, fixes or inherits only {sorted(tuning_round_names(previous))}"
                 )
         previous = tuning_round
+    return problems
+
+
+def _robustness_problems(config: dict) -> list[str]:
+    """Perturbations must make sense at the clips' sample rate."""
+    rate = config["audio"]["sample_rate"]
+    problems = []
+    for name, block in config["robustness"]["perturbations"].items():
+        key = f"config key robustness.perturbations.{name}"
+        if block["kind"] in ("lowpass", "highpass") and block["cutoff_hz"] >= rate / 2:
+            problems.append(f"{key}.cutoff_hz: {block['cutoff_hz']} is not below the Nyquist "
+                            f"frequency {rate / 2} of audio.sample_rate")
+        if block["kind"] == "resample" and block["rate"] >= rate:
+            problems.append(f"{key}.rate: {block['rate']} is not below audio.sample_rate {rate}, "
+                            "so the round trip would change nothing")
+    return problems
+
+
+def _augment_problems(config: dict) -> list[str]:
+    """Views a model trains on must be drawn, from families that make sense."""
+    from genreflow.augment.families import parameters
+    from genreflow.plan import augment_values
+
+    augment = config["training"]["augment"]
+    problems = []
+    for name, block in augment["families"].items():
+        try:
+            parameters(block)
+        except ValueError as error:
+            problems.append(f"config key training.augment.families.{name}: {error}")
+    if augment["views"] > 0 and not augment["families"]:
+        problems.append("config key training.augment.families: training.augment.views is "
+                        f"{augment['views']} but no family is given to draw the views from")
+    for key, block in (("tuning", config["tuning"]), ("tuning.baseline",
+                                                      config["tuning"]["baseline"])):
+        wanted = sorted(augment_values(block) - {"none"})
+        if wanted and augment["views"] == 0:
+            problems.append(
+                f"config key {key}: its defaults or rounds train with augment {wanted}, but "
+                "training.augment.views is 0, so there are no views; set training.augment."
+                "views (e.g. 2) or use augment none")
     return problems
 
 

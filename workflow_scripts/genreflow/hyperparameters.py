@@ -17,6 +17,7 @@ from typing import Any
 TABLE: dict[str, dict[str, str | None]] = {
     "transfer": {
         "activation": "dense_layers",
+        "augment": None,
         "batch_norm": None,
         "batch_size": None,
         "dense_layers": None,
@@ -28,6 +29,7 @@ TABLE: dict[str, dict[str, str | None]] = {
     },
     "baseline": {
         "activation": None,
+        "augment": None,
         "batch_norm": None,
         "batch_size": None,
         "conv_batch_norm": None,
@@ -44,7 +46,10 @@ TABLE: dict[str, dict[str, str | None]] = {
     },
 }
 # How a model is trained rather than built.
-TRAINING_KEYS = ("batch_size", "epochs")
+TRAINING_KEYS = ("augment", "batch_size", "epochs")
+# What `augment` may be: no augmented views, or the views drawn from the audio by every
+# family of training.augment.families (genreflow.models.views, genreflow.augment).
+AUGMENTATIONS = ("none", "audio")
 # What the head on a backbone is built from (`genreflow.models.heads`).
 HEAD_KEYS = tuple(sorted(set(TABLE["transfer"]) - set(TRAINING_KEYS)))
 
@@ -58,6 +63,7 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
 }
 BASELINE_DEFAULTS: dict[str, Any] = {
+    "augment": "none",
     "conv_layers": 3,
     "kernels": 32,
     "kernel_size": 3,
@@ -99,6 +105,8 @@ def fit_layers(name: str, value: Any, n_layers: int) -> list:
 def normalize_params(kind: str, values: Mapping) -> dict:
     """Every hyperparameter of `kind`, key-sorted, per-layer ones as lists of the right length."""
     known = TABLE[kind]
+    # `augment` came later: values without it (an older best_trial.json) trained without views
+    values = {"augment": AUGMENTATIONS[0], **values}
     missing = sorted(set(known) - set(values))
     unknown = sorted(set(values) - set(known))
     if missing or unknown:
@@ -115,6 +123,7 @@ def normalize_params(kind: str, values: Mapping) -> dict:
 # check of one (per-layer) value.
 VALUE_KINDS = {
     "activation": "activation",
+    "augment": "augment",
     "batch_norm": "bool",
     "batch_size": "positive_int",
     "conv_batch_norm": "bool",
@@ -164,6 +173,7 @@ def value_problem(name: str, value) -> str | None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = {
         "activation": value in ACTIVATIONS,
+        "augment": value in AUGMENTATIONS,
         "bool": isinstance(value, bool),
         "count": is_int(value) and value >= 0,
         "positive_int": is_int(value) and value >= 1,
@@ -175,6 +185,7 @@ def value_problem(name: str, value) -> str | None:
         return None
     expected = {
         "activation": f"one of {list(ACTIVATIONS)}",
+        "augment": f"one of {list(AUGMENTATIONS)}",
         "bool": "true or false",
         "count": "an integer >= 0",
         "positive_int": "an integer >= 1",

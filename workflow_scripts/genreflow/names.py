@@ -9,6 +9,7 @@ validating a config and planning the DAG read them for free.
   (`MUSICNN_MODELS`, audio backbones), and the image backbones (their facts are
   `genreflow.registry`'s); `model_kind` says which kind a backbone name is;
 - segment lengths (`WHOLE`, `length_label`);
+- the robustness stage's conditions besides its perturbations (`CLEAN`, `SECOND_RENDERING`);
 - corpora: GTZAN's ten genres (`GTZAN_GENRES`, which the synthetic demo renders), and the
   published artist-filtered split (`FAULT_FILTERED`);
 - how tables and figures print models (`model_label`).
@@ -49,6 +50,13 @@ def model_kind(backbone: str) -> str:
     """`baseline` (the CNN from scratch, its own hyperparameters) or `transfer` (a head on
     an image or audio backbone)."""
     return "baseline" if backbone == BASELINE else "transfer"
+
+
+# The robustness stage's test conditions besides the perturbations the config names
+# (robustness.perturbations): the test split as it is, and the synthetic corpus' test songs
+# recorded another way (genreflow.synthetic, rendering 1).
+CLEAN = "clean"
+SECOND_RENDERING = "second_rendering"
 
 
 # Segment lengths, as paths and tables name them: "whole" clips, or e.g. "3s".

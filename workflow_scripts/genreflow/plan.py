@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from genreflow.names import AUDIO_FEATURE, BASELINE, SPLITS, is_audio_backbone
+from genreflow.names import AUDIO_FEATURE, BASELINE, SECOND_RENDERING, SPLITS, is_audio_backbone
 
 Pair = tuple[str, str]  # (backbone, feature)
 
@@ -45,6 +45,23 @@ SEGMENTS = f"{RESULTS}/segments"
 EXPORTS = f"{RESULTS}/export"
 EXPORT = f"{EXPORTS}/{MODEL_ID}"
 PREDICTIONS = f"{RESULTS}/predict/{{name}}"
+ROBUSTNESS = f"{RESULTS}/robustness"
+# the test clips under one condition (a perturbation, or the second rendering): audio + table
+ROBUSTNESS_AUDIO = f"{ROBUSTNESS}/audio/{{condition}}"
+# what the models read of every condition's clips: a feature's images, an audio backbone's
+# embeddings (the clean test clips' are the main run's own)
+ROBUSTNESS_FEATURE = f"{ROBUSTNESS}/features/{{feature}}"
+ROBUSTNESS_EMBEDDINGS = f"{ROBUSTNESS}/embeddings/{{backbone}}"
+# one scoring job per chain of rounds (every round and seed of a (backbone, feature))
+ROBUSTNESS_MODELS = f"{ROBUSTNESS}/models/{{backbone}}/{{feature}}"
+# augmented training views (training.augment): one family's views of the training tracks
+# (audio + table), their images per feature; then every family's views together, as the
+# models read them: a feature's image index, a backbone's embedding cache
+AUGMENT = f"{RESULTS}/augment"
+AUGMENT_AUDIO = f"{AUGMENT}/views/{{family}}/audio"
+AUGMENT_FAMILY_FEATURE = f"{AUGMENT}/views/{{family}}/features/{{feature}}"
+AUGMENT_FEATURE = f"{AUGMENT}/features/{{feature}}"
+AUGMENT_EMBEDDINGS = f"{AUGMENT}/embeddings/{{backbone}}"
 
 
 def at_segment_length(folder: str) -> str:
@@ -146,17 +163,52 @@ def final_models(pairs: Sequence[Pair], n_rounds: Callable[[str], int]) -> list[
     ]
 
 
-def model_inputs(backbone: str, feature: str) -> dict[str, str]:
+def model_inputs(backbone: str, feature: str, views: bool = False) -> dict[str, str]:
     """What a model of (backbone, feature) reads besides the splits: the image index, and
     for a backbone its embedding cache (whose training statistics standardise the head's
     input, and on which a frozen backbone's head trains); an audio backbone has only the
-    cache, the baseline CNN only the images."""
+    cache, the baseline CNN only the images. With `views` (`trains_on_views`), the same of
+    the augmented views: `view_index`, `view_embeddings`."""
     inputs = {}
     if not is_audio_backbone(backbone):
         inputs["index"] = feature_index(feature)
     if backbone != BASELINE:
         inputs["embeddings"] = embeddings_file(backbone, feature)
+    if views:
+        if "index" in inputs:
+            inputs["view_index"] = f"{AUGMENT_FEATURE.format(feature=feature)}/index.csv"
+        if "embeddings" in inputs:
+            inputs["view_embeddings"] = f"{AUGMENT_EMBEDDINGS.format(backbone=backbone)}/{feature}.npz"
     return inputs
+
+
+def augment_values(tuning: Mapping) -> set:
+    """Every value of the hyperparameter `augment` that the chains of a tuning block
+    (tuning, or tuning.baseline) can train with: its default and what each round fixes or
+    may choose (what a round inherits, an earlier round gave)."""
+    values = {tuning["defaults"].get("augment", "none")}
+    for block in tuning["rounds"]:
+        if "augment" in block.get("fixed", {}):
+            values.add(block["fixed"]["augment"])
+        for section in ("scientific", "nuisance"):
+            dimension = block.get(section, {}).get("augment")
+            if dimension is not None:
+                values.update(dimension.get("choices") or ())
+    return values
+
+
+def trains_on_views(tuning: Mapping, views: int) -> bool:
+    """Whether the models of a tuning block may train on augmented views: views are drawn
+    (training.augment.views > 0) and some default or round can set `augment` to use them.
+    Only then are the views made and read."""
+    return views > 0 and bool(augment_values(tuning) - {"none"})
+
+
+def augment_splits(cv_folds: int) -> list[str]:
+    """The splits whose tracks get views: the training split, and the validation split too
+    when trials cross-validate over the pooled tracks (tuning.cv_folds > 1), where a
+    validation track trains in the other folds."""
+    return ["train"] if cv_folds <= 1 else ["train", "valid"]
 
 
 def weights_input(weights: str, backbone: str) -> dict[str, str]:
@@ -186,3 +238,38 @@ def segment_file(row: Mapping, main_length: str, name: str) -> str:
     folder = SEGMENT_SCREENED.format(length=row["length"], backbone=row["backbone"],
                                      feature=row["feature"])
     return f"{folder}/{name}"
+
+
+def robustness_conditions(perturbations: Sequence[str], second_rendering: bool,
+                          corpus: str) -> list[str]:
+    """The conditions every final model is scored under besides the clean test split: the
+    perturbations (config names, in config order), then the second rendering of the test
+    songs, which only the synthetic corpus has."""
+    rendered = [SECOND_RENDERING] if second_rendering and corpus == "synthetic" else []
+    return [*perturbations, *rendered]
+
+
+def robustness_audio_table(condition: str) -> str:
+    return f"{ROBUSTNESS_AUDIO.format(condition=condition)}/clips.csv"
+
+
+def robustness_inputs(backbone: str, feature: str) -> dict[str, str]:
+    """What scoring a final model of (backbone, feature) under the conditions reads besides
+    its model.keras files: `clean`, the test inputs the model was tested on (the feature's
+    image index, or an audio backbone's embedding cache), and `conditions`, the same made
+    from every condition's clips."""
+    if is_audio_backbone(backbone):
+        return {
+            "clean": embeddings_file(backbone, AUDIO_FEATURE),
+            "conditions": f"{ROBUSTNESS_EMBEDDINGS.format(backbone=backbone)}/{AUDIO_FEATURE}.npz",
+        }
+    return {
+        "clean": feature_index(feature),
+        "conditions": f"{ROBUSTNESS_FEATURE.format(feature=feature)}/index.csv",
+    }
+
+
+def robustness_predictions(backbone: str, feature: str) -> str:
+    """The predictions of every final model of (backbone, feature) under every condition."""
+    return f"{ROBUSTNESS_MODELS.format(backbone=backbone, feature=feature)}/predictions.csv"
+

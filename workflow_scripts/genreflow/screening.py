@@ -19,6 +19,7 @@ from genreflow.io import write_csv, write_json
 from genreflow.names import SPLITS
 from genreflow.run_info import caveats
 from genreflow.scoring import genre_labels, predictions_frame, score, split_rows
+from genreflow.tables import caveat_banner
 
 
 # One job's entry point: a parameter per input, param and output of its rule (embed_images),
@@ -73,82 +74,124 @@ def screen_head(
     per-fold scores (one row for the holdout protocol).
 
     `training["protocol"]`: `holdout` trains on the train split, stops on the validation
-    split and scores the test split (the study's). `kfold` (HEAR's GTZAN protocol: frozen
-    embeddings, a shallow head, track-level folds) pools every track, cuts `folds` folds
-    (whole tracks, stratified by genre, seeded) and, for each fold, trains on the others but
-    one, stops on that one (`valid`) and scores the held-out fold (`test`); every track is
-    tested once, and the scores are the means over folds.
+    split and scores both it and the test split (the study's). `kfold` (HEAR's protocol:
+    frozen embeddings, a shallow head, track-level folds) pools the train and validation
+    tracks, cuts `folds` folds (whole tracks, stratified by genre, seeded) and, for each
+    fold, trains on the others but one, stops on that one and scores the held-out fold:
+    every pooled track is scored once, and the validation scores (what selection reads)
+    are the means over folds. The test split never enters the folds, unlike HEAR's, which
+    pools every track because it tests nothing afterwards: here the selection feeds
+    tuning and the test split is scored after it, so a fold that held test tracks would
+    let them choose. The test columns score the fold heads' mean probabilities on the test
+    split, which none of them saw.
     """
     from genreflow.io import load_embeddings
 
     cache = load_embeddings(embeddings_npz)
+    rows = split_rows(cache.clip, manifests)
     if training.get("protocol", "holdout") == "kfold":
-        from genreflow.splits import track_folds
-
-        rows = split_rows(cache.clip, manifests)
-        pooled = np.sort(np.concatenate([rows[split] for split in SPLITS]))
-        k = int(training["folds"])
-        fold = track_folds(cache.clip[pooled], cache.label[pooled], k, training["seed"])
-        plans = [{"train": pooled[(fold != i) & (fold != (i + 1) % k)],
-                  "valid": pooled[fold == (i + 1) % k], "test": pooled[fold == i]}
-                 for i in range(k)]
+        plans = _kfold_plans(cache, rows, int(training["folds"]), training["seed"])
     else:
-        plans = [split_rows(cache.clip, manifests)]
+        plans = [{"train": rows["train"], "stop": rows["valid"], "valid": rows["valid"],
+                  "test": rows["test"]}]
     results = [_screen_one(cache, plan, head, training, genres, about, i, log)
                for i, plan in enumerate(plans)]
     metrics = _combine_folds(results, about, head, training, len(plans), genres)
     write_csv(out_history, pd.concat([r["history"] for r in results], ignore_index=True))
-    write_csv(out_predictions, pd.concat([r["predictions"] for r in results], ignore_index=True))
+    write_csv(out_predictions, _predictions_table(results, genres))
     write_csv(out_folds, pd.DataFrame([r["fold"] for r in results]))
     write_json(out_metrics, metrics)
-    spread = "" if len(plans) == 1 else f" (mean of {len(plans)} folds)"
+    spread = "" if len(plans) == 1 else (f" (validation: mean of {len(plans)} folds of the "
+                                         f"train and validation tracks; test: the {len(plans)} "
+                                         "fold heads' mean probabilities)")
     log(f"valid macro-F1 {metrics['valid_macro_f1']:.3f}, test macro-F1 "
         f"{metrics['test_macro_f1']:.3f}{spread}")
 
 
+def _kfold_plans(cache, rows: Mapping[str, np.ndarray], k: int, seed: int) -> list[dict]:
+    """The rows of each fold: the train and validation tracks pooled and cut into k folds;
+    fold i is scored (`valid`), fold i + 1 stops the head (`stop`), the rest train it.
+    The test split is every fold's `test`, never part of a fold."""
+    from genreflow.splits import track_folds
+
+    pooled = np.sort(np.concatenate([rows["train"], rows["valid"]]))
+    fold = track_folds(cache.clip[pooled], cache.label[pooled], k, seed)
+    return [{"train": pooled[(fold != i) & (fold != (i + 1) % k)],
+             "stop": pooled[fold == (i + 1) % k], "valid": pooled[fold == i],
+             "test": rows["test"]}
+            for i in range(k)]
+
+
 def _screen_one(cache, rows, head, training, genres, about, fold: int, log) -> dict:
-    """One head trained on rows["train"], stopped on rows["valid"], scored on both and on
-    rows["test"]."""
+    """One head trained on rows["train"], stopped on rows["stop"], scored on rows["valid"]
+    and rows["test"] (holdout: the validation split both stops and is scored)."""
     from genreflow.models.heads import build_head, feature_statistics
     from genreflow.models.train import Validation, predict_proba, train
 
-    x = {split: cache.embeddings[rows[split]] for split in SPLITS}
-    y = {split: cache.label[rows[split]] for split in SPLITS}
+    parts = ("train", "stop", "valid", "test")
+    x = {part: cache.embeddings[rows[part]] for part in parts}
+    y = {part: cache.label[rows[part]] for part in parts}
+    kfold = training.get("protocol") == "kfold"
     log(f"{about['backbone']} + {about['feature']}"
-        + (f", fold {fold + 1}" if training.get("protocol") == "kfold" else "") + ": "
-        + ", ".join(f"{split} {len(y[split])}" for split in SPLITS)
+        + (f", fold {fold + 1}" if kfold else "") + ": "
+        + ", ".join(f"{part} {len(y[part])}" for part in (parts if kfold else SPLITS))
         + f" examples of {x['train'].shape[1]} features")
     model = build_head(x["train"].shape[1], head, n_classes=len(genres), seed=training["seed"],
                        stats=feature_statistics(x["train"]))
     fitted = train(model, (x["train"], y["train"]),
-                   Validation(x["valid"], y["valid"], cache.clip[rows["valid"]], genres),
+                   Validation(x["stop"], y["stop"], cache.clip[rows["stop"]], genres),
                    epochs=training["epochs"], patience=training["patience"],
                    batch_size=training["batch_size"], seed=training["seed"])
-    scores, predictions, outputs = {}, [], {}
+    scores, outputs = {}, {}
     for split in ("valid", "test"):
         probabilities = predict_proba(model, x[split])
         clips, segments = cache.clip[rows[split]], cache.segment[rows[split]]
         scores[split] = score(clips, y[split], probabilities, genres)
-        outputs[split] = (clips, y[split], probabilities)
-        frame = predictions_frame(split, clips, segments, y[split], probabilities, genres)
-        frame.insert(0, "fold", fold)
-        predictions.append(frame)
+        outputs[split] = (clips, segments, y[split], probabilities)
     history = fitted.history
     history.insert(0, "fold", fold)
     return {
         "scores": scores, "outputs": outputs, "history": history, "epochs_run": len(history),
-        "best_epoch": fitted.best_epoch, "predictions": pd.concat(predictions, ignore_index=True),
-        "fold": {"fold": fold, **{f"n_{split}": len(y[split]) for split in SPLITS},
+        "best_epoch": fitted.best_epoch,
+        "fold": {"fold": fold, **{f"n_{part}": len(y[part]) for part in parts},
                  **{f"{split}_{metric}": scores[split]["tracks"][metric]
                     for split in ("valid", "test") for metric in ("macro_f1", "accuracy", "loss")},
                  "best_epoch": fitted.best_epoch},
     }
 
 
+def _test_of_the_folds(results: Sequence[dict]):
+    """(clips, segments, labels, probabilities) of the test split: the one head's, or the
+    mean of the fold heads' probabilities (every fold scores the same test rows)."""
+    clips, segments, labels, _ = results[0]["outputs"]["test"]
+    for result in results[1:]:
+        if not np.array_equal(result["outputs"]["test"][0], clips):
+            raise ValueError("the folds scored different test rows")
+    probabilities = np.mean([r["outputs"]["test"][3] for r in results], axis=0)
+    return clips, segments, labels, probabilities
+
+
+def _predictions_table(results: Sequence[dict], genres) -> pd.DataFrame:
+    """predictions.csv: each fold's validation rows (its held-out fold under kfold), and
+    the test rows the test columns score (under kfold the fold heads' mean, no fold)."""
+    frames = []
+    for result in results:
+        frame = predictions_frame("valid", *result["outputs"]["valid"], genres)
+        frame.insert(0, "fold", result["fold"]["fold"])
+        frames.append(frame)
+    test = predictions_frame("test", *_test_of_the_folds(results), genres)
+    test.insert(0, "fold", results[0]["fold"]["fold"] if len(results) == 1 else None)
+    frames.append(test)
+    table = pd.concat(frames, ignore_index=True)
+    table["fold"] = table["fold"].astype("Int64")
+    return table
+
+
 def _combine_folds(results: Sequence[dict], about, head, training, n_folds: int, genres) -> dict:
-    """metrics.json: the holdout run's scores; for k folds, `valid_*`/`test_*` are the means
-    (and sds) over the folds, as HEAR reports them, and `valid`/`test` score the pooled
-    out-of-fold predictions (every track once), which the tables' intervals resample."""
+    """metrics.json: the holdout run's scores; for k folds, `valid_*` are the means (and
+    sds) over the folds, as HEAR reports them, `valid` scores the pooled out-of-fold
+    predictions (every train and validation track once), and `test`/`test_*` score the
+    fold heads' mean probabilities on the test split (one model, so no sd)."""
     folds = pd.DataFrame([r["fold"] for r in results])
     metrics = {
         **about, "seed": training["seed"], "head": head,
@@ -156,18 +199,20 @@ def _combine_folds(results: Sequence[dict], about, head, training, n_folds: int,
         "epochs_run": int(sum(r["epochs_run"] for r in results)),
         "best_epoch": int(results[0]["best_epoch"]) if n_folds == 1 else None,
     }
-    for split in ("valid", "test"):
-        for metric in ("macro_f1", "accuracy", "loss"):
-            column = f"{split}_{metric}"
-            metrics[column] = float(folds[column].mean())
-            metrics[column + "_std"] = float(folds[column].std(ddof=1)) if n_folds > 1 else None
-    for split in ("valid", "test"):
-        if n_folds == 1:
-            metrics[split] = results[0]["scores"][split]
-        else:
-            clips, labels, probabilities = (np.concatenate(parts) for parts in
-                                            zip(*(r["outputs"][split] for r in results)))
-            metrics[split] = score(clips, labels, probabilities, genres)
+    if n_folds == 1:
+        metrics["valid"] = results[0]["scores"]["valid"]
+    else:
+        clips, _, labels, probabilities = (np.concatenate(parts) for parts in
+                                           zip(*(r["outputs"]["valid"] for r in results)))
+        metrics["valid"] = score(clips, labels, probabilities, genres)
+    clips, _, labels, probabilities = _test_of_the_folds(results)
+    metrics["test"] = score(clips, labels, probabilities, genres)
+    for metric in ("macro_f1", "accuracy", "loss"):
+        column = f"valid_{metric}"
+        metrics[column] = float(folds[column].mean())
+        metrics[column + "_std"] = float(folds[column].std(ddof=1)) if n_folds > 1 else None
+        metrics[f"test_{metric}"] = float(metrics["test"]["tracks"][metric])
+        metrics[f"test_{metric}_std"] = None
     return metrics
 
 
@@ -194,6 +239,7 @@ def summary_table(
         row["test_absent_genres"] = " ".join(tracks.absent(genres))
         for metric, interval in intervals.items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+            row[f"test_{metric}_na"] = interval.missing
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -204,9 +250,9 @@ def markdown_tables(
 ) -> str:
     """The study's Tables 1-4: one table per backbone, one row per image type, ordered by
     validation macro-F1 (which alone decides what goes on to tuning)."""
-    from genreflow.intervals import absent_note, bracket
+    from genreflow.intervals import absent_note, bracket, na_note
 
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     folds = int(summary["folds"].max())
     if protocol and protocol["requested"] != protocol["used"]:
         lines.append(
@@ -216,11 +262,13 @@ def markdown_tables(
         )
     if folds > 1:
         lines.append(
-            f"Protocol: {folds}-fold cross-validation over all tracks (HEAR's GTZAN protocol: "
-            "frozen embeddings, a shallow head, track-level folds stratified by genre): each "
-            "fold is tested once by a head trained on the others but one, which stops it. "
-            f"Scores are mean ± sd over the {folds} folds; brackets are the interval of the "
-            "pooled out-of-fold score (every track tested once).\n"
+            f"Protocol: {folds}-fold cross-validation over the train and validation tracks "
+            "(HEAR's protocol: frozen embeddings, a shallow head, track-level folds "
+            "stratified by genre): each fold is scored once by a head trained on the others "
+            "but one, which stops it; validation macro-F1 is mean ± sd over the "
+            f"{folds} folds. The test split is in no fold (HEAR pools it too, because it "
+            "tests nothing afterwards; here the test split is scored after the choice): "
+            f"the test columns score the {folds} fold heads' mean probabilities on it.\n"
         )
     absent = [genre for genre in genres
               if any(genre in cell.split() for cell in summary["test_absent_genres"].fillna(""))]
@@ -231,6 +279,8 @@ def markdown_tables(
         "type; the test columns were not used to choose. Brackets: the "
         f"{bootstrap.describe()}.\n"
     )
+    if note := na_note(summary.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     for backbone, group in summary.groupby("backbone", sort=True):
         lines.append(f"### {backbone}\n")
         lines.append("| feature | validation macro-F1 | test macro-F1 | test accuracy |")
@@ -263,23 +313,22 @@ def summarize_screening(
     top_k: int | None,
     out_summary: str,
     out_tables: str,
+    out_tables_html: str,
     out_heatmap: str,
     out_selection: str,
     log=print,
     protocol: Mapping | None = None,
 ) -> None:
     from genreflow.intervals import Bootstrap
-    from genreflow.io import write_text_atomic
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
     summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
     summary = summary.sort_values(["backbone", "feature"])
     notes = caveats(about)
-    for note in notes:
-        log("WARNING: " + note)
     selected = select_combinations(summary, min_f1=min_f1, top_k=top_k)
-    write_csv(out_summary, summary)
-    write_text_atomic(out_tables, markdown_tables(summary, notes, bootstrap, genres, protocol))
+    write_summary(summary, markdown_tables(summary, notes, bootstrap, genres, protocol),
+                  "Screening: Tables 1-4", notes, out_summary, out_tables, out_tables_html, log)
     from genreflow.plots.screening import plot_heatmap
 
     plot_heatmap(summary, selected, out_heatmap, notes)

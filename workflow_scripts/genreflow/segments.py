@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from genreflow.io import read_json, write_csv, write_text_atomic
+from genreflow.io import read_json
 from genreflow.names import WHOLE, length_order, length_seconds
+from genreflow.tables import caveat_banner
+
 
 def comparison_table(
     rows: Sequence[Mapping], metrics_jsons: Sequence[str], predictions_csvs: Sequence[str],
@@ -57,6 +59,8 @@ def comparison_table(
                 "test_accuracy": test["tracks"]["accuracy"],
                 "test_accuracy_low": intervals["accuracy"].low,
                 "test_accuracy_high": intervals["accuracy"].high,
+                "test_macro_f1_na": intervals["macro_f1"].missing,
+                "test_accuracy_na": intervals["accuracy"].missing,
                 "test_segment_macro_f1": test["examples"]["macro_f1"],
                 "test_segment_accuracy": test["examples"]["accuracy"],
                 "valid_macro_f1": valid["tracks"]["macro_f1"],
@@ -66,6 +70,7 @@ def comparison_table(
             }
         )
     table = pd.DataFrame(records, columns=SUMMARY_COLUMNS)
+    table["delta_vs_whole_na"] = ""
     for i, record in table.iterrows():
         whole = tracks.get((WHOLE, record["backbone"], record["feature"]))
         if record["length"] == WHOLE or whole is None:
@@ -76,6 +81,7 @@ def comparison_table(
                                   bootstrap)["macro_f1"]
         table.loc[i, ["delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high"]] = (
             delta.estimate, delta.low, delta.high)
+        table.loc[i, "delta_vs_whole_na"] = delta.missing
     return table
 
 
@@ -86,16 +92,17 @@ SUMMARY_COLUMNS = [
     "test_segment_macro_f1", "test_segment_accuracy",
     "delta_vs_whole", "delta_vs_whole_low", "delta_vs_whole_high",
     "valid_macro_f1", "valid_accuracy", "chance", "epochs_run",
+    "test_macro_f1_na", "test_accuracy_na", "delta_vs_whole_na",
 ]
 
 
 def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) -> str:
     """Models as rows, lengths as columns: track-level test macro-F1 with its interval,
     and for segments the paired difference to whole clips."""
-    from genreflow.intervals import bracket
+    from genreflow.intervals import bracket, na_note
 
     lengths = length_order(table["length"])
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     lines.append(
         "Test macro-F1 per track (segment probabilities averaged), by segment length; same "
         f"split, head and seed for every length. Brackets: the {bootstrap.describe()}. "
@@ -103,6 +110,8 @@ def comparison_markdown(table: pd.DataFrame, notes: Sequence[str], bootstrap) ->
         "the interval of that paired difference (holding 0: the test split cannot tell "
         "the lengths apart). Last line of a cell: per single segment.\n"
     )
+    if note := na_note(table.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     lines.append("| model | " + " | ".join(lengths) + " |")
     lines.append("|---|" + "---:|" * len(lengths))
     for (backbone, feature), group in table.groupby(["backbone", "feature"], sort=True):
@@ -136,14 +145,15 @@ def summarize_segments(
     notes: Sequence[str],
     out_summary: str,
     out_table: str,
+    out_table_html: str,
     out_figure: str,
     log=print,
 ) -> None:
     from genreflow.intervals import Bootstrap, bracket
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
-    for note in notes:
-        log("WARNING: " + note)
+    title = "Whole clips vs segments"
     if not rows:
         # screening.min_f1 / top_k can leave no model to compare: say so, do not fail
         from genreflow.plots.style import placeholder_figure
@@ -151,13 +161,14 @@ def summarize_segments(
         message = ("screening selected no model (see screening.min_f1 and screening.top_k), "
                    "so no segment length was compared")
         log(message)
-        write_csv(out_summary, pd.DataFrame(columns=SUMMARY_COLUMNS))
-        write_text_atomic(out_table, "".join(f"> **{n}**\n\n" for n in notes) + message + "\n")
-        placeholder_figure(message, out_figure, "Whole clips vs segments", notes)
+        markdown = "\n".join(caveat_banner(notes)) + "\n" + message + "\n"
+        write_summary(pd.DataFrame(columns=SUMMARY_COLUMNS), markdown, title, notes,
+                      out_summary, out_table, out_table_html, log)
+        placeholder_figure(message, out_figure, title, notes)
         return
     table = comparison_table(rows, metrics_jsons, predictions_csvs, genres, bootstrap)
-    write_csv(out_summary, table)
-    write_text_atomic(out_table, comparison_markdown(table, notes, bootstrap))
+    write_summary(table, comparison_markdown(table, notes, bootstrap), title, notes,
+                  out_summary, out_table, out_table_html, log)
     from genreflow.plots.segments import plot_comparison
 
     plot_comparison(table, out_figure, notes)

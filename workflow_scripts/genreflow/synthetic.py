@@ -29,6 +29,14 @@ to learn tendencies rather than look clips up:
 
 Randomness comes only from ``numpy.random.default_rng`` seeded with a BLAKE2 hash of
 (genre, index, seed), so a clip is bit-identical across runs and processes.
+
+A second rendering of the same songs (``render_clip(..., rendering=1)``, `write_songs`)
+draws every musical choice from that same generator (notes, rhythm, form, tempo, key, mix
+levels) but plays the parts on other instruments (each timbre's second synthesis
+`_SECOND_TIMBRES`, another drum kit, another guitar amp) and records them in another room,
+EQ, noise and bus (`_master_second`), with draws of its own generator: the same song
+recorded another way, for the robustness stage (tests/test_synthetic.py checks that its
+chromagram follows the first rendering's while its MFCC timbre does not).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -184,6 +192,39 @@ _TIMBRES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "vox_oo": lambda k, f0: _formant_amps(k, f0, _VOWELS[2]),
 }
 _F0_DEPENDENT = {"string", "muted", "brass", "bass_synth", "bass_pick", "vox_ah", "vox_eh", "vox_oo"}
+
+# The second rendering's instruments (`render_clip(..., rendering=1)`): each timbre of the
+# first played on another instrument of its kind (another piano, another organ registration,
+# a singer with other formants), as a second recording of the same song would have it. The
+# roles stay (a bass is still a bass, a pad a pad), so the genre is still audible; the
+# spectral envelopes, which MFCCs and spectrogram images see, differ.
+_SECOND = "2:"
+_SECOND_TIMBRES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "sine": lambda k, f0: np.select([k == 1, k == 2, k == 3], [1.0, 0.12, 0.04]),
+    "saw": lambda k, f0: (1.0 / k**1.25) * (1.0 + 1.2 * np.exp(-(((k * f0 - 1500.0) / 700.0) ** 2))),
+    "square": lambda k, f0: np.abs(np.sin(np.pi * k * 0.25)) / k,  # a 25% pulse
+    "string": lambda k, f0: (1.0 / k**1.15) * (1.0 + 1.8 * np.exp(-(((k * f0 - 1700.0) / 600.0) ** 2)))
+    * (k * f0 < 6000),
+    "organ": lambda k, f0: np.select(
+        [k == 1, k == 2, k == 3, k == 4, k == 5, k == 8], [1.0, 0.25, 0.9, 0.15, 0.5, 0.45]
+    ),
+    "epiano": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 5, k == 7], [1.0, 0.12, 0.2, 0.06, 0.09]),
+    "piano": lambda k, f0: np.exp(-k / 9.0) / k**0.8,
+    "dull": lambda k, f0: 1.0 / k**2.2 * np.exp(-k / 14.0),
+    "pluck": lambda k, f0: np.abs(np.sin(np.pi * k * 0.31)) / k**1.1,
+    "reed": lambda k, f0: (1.0 / k**0.8) * (1.0 + np.exp(-(((k * f0 - 1200.0) / 800.0) ** 2))),
+    "muted": lambda k, f0: np.exp(-(((k * f0 - 2300.0) / 1100.0) ** 2)) + 0.2 / k,
+    "brass": lambda k, f0: 1.0 / k**0.5 * (k * f0 < 3500),
+    "bass_round": lambda k, f0: np.select([k == 1, k == 2, k == 3, k == 4], [1.0, 0.6, 0.1, 0.12]),
+    "bass_synth": lambda k, f0: (1.0 / k) * np.exp(-k * f0 / 1600.0),
+    "bass_pick": lambda k, f0: 1.0 / k**1.5 * np.exp(-k * f0 / 1500.0),
+    # another singer: formants about 12% higher
+    "vox_ah": lambda k, f0: _formant_amps(k, f0, [(c * 1.12, b, g) for c, b, g in _VOWELS[0]]),
+    "vox_eh": lambda k, f0: _formant_amps(k, f0, [(c * 1.12, b, g) for c, b, g in _VOWELS[1]]),
+    "vox_oo": lambda k, f0: _formant_amps(k, f0, [(c * 1.12, b, g) for c, b, g in _VOWELS[2]]),
+}
+_TIMBRES.update({_SECOND + name: law for name, law in _SECOND_TIMBRES.items()})
+_F0_DEPENDENT |= {_SECOND + name for name in _F0_DEPENDENT} | {_SECOND + "saw", _SECOND + "reed"}
 
 _table_cache: dict[tuple, np.ndarray] = {}
 
@@ -357,6 +398,22 @@ def _drum_kit(rng: np.random.Generator, sr: int, kind: str) -> dict[str, np.ndar
     return kit
 
 
+def _second_kit(rng: np.random.Generator, sr: int, kind: str) -> dict[str, np.ndarray]:
+    """The second rendering's drum kit: another kit of the same kind (its own draws), its
+    drums tuned lower (a bigger shell) and its cymbals through darker overhead microphones."""
+    kit = _drum_kit(rng, sr, kind)
+    tune = rng.uniform(0.8, 0.9)
+    for voice in ("kick", "snare", "rim", "clap"):
+        x = kit[voice]
+        # read more slowly: every partial lower and the decay longer, as on a bigger drum
+        kit[voice] = np.interp(np.arange(0.0, len(x) - 1, tune), np.arange(len(x)), x)
+    for voice in ("hat", "ohat", "ride", "crash", "brush"):
+        x = kit[voice]
+        dark = _smooth(x, 2)  # a gentle roll-off towards Nyquist, no notch in the band
+        kit[voice] = dark * (np.sqrt(np.mean(x**2)) / max(np.sqrt(np.mean(dark**2)), 1e-12))
+    return kit
+
+
 def _pattern(text: str) -> list[tuple[int, float]]:
     # 'X' accent, 'x' normal, 'o' ghost, '.' rest; one character per 16th note.
     levels = {"X": 1.0, "x": 0.75, "o": 0.35}
@@ -468,8 +525,16 @@ class _Ctx:
     n_steps: int
     jitter: float
     notes: dict = field(default_factory=dict)  # per clip: riffs repeat the same note many times
+    # 0: the corpus; 1: the second rendering, whose own draws (its drum kit, room, mix bus)
+    # come from `second_rng`, so that `rng` makes the same musical choices in both
+    rendering: int = 0
+    second_rng: np.random.Generator | None = None
 
     def note(self, dur: float, freq: float, timbre: str, **kw) -> np.ndarray:
+        if self.rendering:
+            timbre = _SECOND + timbre
+            if kw.get("bright"):
+                kw["bright"] = _SECOND + kw["bright"]
         key = (round(dur * self.sr), round(freq, 6), timbre, tuple(sorted(kw.items())))
         sig = self.notes.get(key)
         if sig is None:
@@ -512,6 +577,9 @@ def _part_drums(ctx: _Ctx, family: str, kit_kind: str, fills: float) -> np.ndarr
     rng = ctx.rng
     buf = np.zeros(ctx.n)
     kit = _drum_kit(rng, ctx.sr, kit_kind)
+    if ctx.rendering:
+        # the first kit is still drawn, so that `rng` goes on to the same patterns
+        kit = _second_kit(ctx.second_rng, ctx.sr, kit_kind)
     variant = _DRUMS[family][rng.integers(len(_DRUMS[family]))]
     alt = _DRUMS[family][rng.integers(len(_DRUMS[family]))]
     voice_gain = {v: _DRUM_LEVEL[v] * rng.uniform(0.6, 1.3) for v in kit}
@@ -859,9 +927,15 @@ def _part_comp(ctx: _Ctx, style: str) -> np.ndarray:
         drive = rng.uniform(10.0, 30.0)
     if drive:
         buf /= max(np.abs(buf).max(), 1e-9)
-        buf = np.tanh(drive * buf) / math.tanh(drive)
+        if ctx.rendering:
+            # another amp: asymmetric (tube-like) clipping, and a darker cab below
+            bias = 0.25
+            buf = (np.tanh(drive * buf + bias) - math.tanh(bias)) / math.tanh(drive)
+        else:
+            buf = np.tanh(drive * buf) / math.tanh(drive)
         # A guitar cab rolls off the fizz above a few kHz; a box filter is a crude but cheap cab.
-        buf = _smooth(buf, rng.integers(3, 6))
+        width = rng.integers(3, 6)
+        buf = _smooth(buf, width + 3 if ctx.rendering else width)
     return buf
 
 
@@ -1187,24 +1261,81 @@ def _master(rng: np.random.Generator, x: np.ndarray, sr: int, style: _Style) -> 
     return np.tanh(y) / math.tanh(drive)
 
 
+def _master_second(rng: np.random.Generator, x: np.ndarray, sr: int, style: _Style) -> np.ndarray:
+    """The second rendering's recording stage: another room (shorter, with early
+    reflections), another microphone and desk (another tilt, band limit and low cut, and a
+    presence bump or a mid scoop), pink noise with mains hum instead of white hiss, and a
+    bus that clips more softly. The style's ranges still apply (an old blues recording
+    stays band-limited and noisy), so the genre's recording habits survive."""
+    n = len(x)
+    reverb_seconds = rng.uniform(0.3, 1.0)
+    ir_len = int(reverb_seconds * sr)
+    ir = rng.standard_normal(ir_len) * np.exp(-np.arange(ir_len) / (sr * reverb_seconds / 6.9))
+    ir *= rng.uniform(*style.reverb) / max(np.sqrt(np.sum(ir**2)), 1e-9)
+    for delay_ms, level in zip(rng.uniform(7.0, 35.0, 4), rng.uniform(0.1, 0.35, 4)):
+        ir[int(delay_ms * sr / 1000)] += level * rng.choice([-1.0, 1.0])
+    ir[0] += 1.0
+    nfft = _fft_size(n + ir_len)
+    coarse = np.linspace(0.0, sr / 2, 513)
+    octaves = np.log2(np.maximum(coarse, 20.0) / 1000.0)
+    eq = 10 ** (rng.uniform(-2.5, 2.5) * octaves / 20.0)
+    centre, bump_db = np.log2(rng.uniform(1500, 4500) / 1000.0), rng.choice([-1, 1]) * rng.uniform(3, 7)
+    eq *= 10 ** (bump_db * np.exp(-((octaves - centre) ** 2) / (2 * 0.6**2)) / 20.0)
+    corner = min(rng.uniform(*style.band_limit) * rng.uniform(0.7, 1.3), 0.45 * sr)
+    eq /= np.sqrt(1.0 + (coarse / corner) ** 6)
+    eq /= np.sqrt(1.0 + (rng.uniform(60, 140) / np.maximum(coarse, 1.0)) ** 4)
+    eq = np.interp(np.fft.rfftfreq(nfft, 1.0 / sr), coarse, eq)
+    y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(ir, nfft) * eq, nfft)[:n]
+    rms = np.sqrt(np.mean(y**2)) + 1e-9
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[1:] /= np.sqrt(np.arange(1, spectrum.size))
+    pink = np.fft.irfft(spectrum, n)
+    y += (rms * rng.uniform(*style.hiss) * 10.0) * pink / (np.sqrt(np.mean(pink**2)) + 1e-12)
+    t = np.arange(n) / sr
+    mains = rng.choice([50.0, 60.0])
+    hum = sum(np.sin(2 * np.pi * mains * h * t) / h for h in (1, 2, 3))
+    y += rms * rng.uniform(0.002, 0.01) * hum
+    drive = rng.uniform(*style.bus_drive)
+    y *= drive / (np.abs(y).max() + 1e-12)
+    return y / (1.0 + np.abs(y)) * ((1.0 + drive) / drive)
+
+
 # --------------------------------------------------------------------------- public API
 
 
-def _rng_for(genre: str, index: int, seed: int) -> np.random.Generator:
-    digest = hashlib.blake2b(f"genreflow.synthetic|{genre}|{int(index)}|{int(seed)}".encode(), digest_size=16).digest()
+# 0: the corpus; 1: the same songs recorded another way (`render_clip`)
+RENDERINGS = (0, 1)
+
+
+def _rng_for(genre: str, index: int, seed: int, rendering: int = 0) -> np.random.Generator:
+    key = f"genreflow.synthetic|{genre}|{int(index)}|{int(seed)}"
+    if rendering:
+        key += f"|rendering {int(rendering)}"
+    digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
     return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
 # Long because it mixes every part of a genre's arrangement in order (drums, bass, comping,
 # lead, rap), each a call, then masters the mix.
-def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050, seed: int = 0) -> np.ndarray:
-    """Render one clip: float32 mono, ``round(seconds * sample_rate)`` samples in [-1, 1]."""
+def render_clip(
+    genre: str, index: int, seconds: float, sample_rate: int = 22050, seed: int = 0, rendering: int = 0
+) -> np.ndarray:
+    """Render one clip: float32 mono, ``round(seconds * sample_rate)`` samples in [-1, 1].
+
+    ``rendering`` 0 is the corpus. ``rendering`` 1 is a second recording of the same song:
+    the same notes, rhythm, structure, tempo, key and mix levels, played on other
+    instruments (another synthesis of every timbre, another drum kit and guitar amp) and
+    recorded in another room (`_master_second`). It is how the robustness stage shows what
+    a change of recording costs a model, without downloading anything."""
     if genre not in _STYLES:
         raise ValueError(f"unknown genre {genre!r}; expected one of {', '.join(GTZAN_GENRES)}")
     if seconds <= 0 or sample_rate <= 0:
         raise ValueError("seconds and sample_rate must be positive")
+    if rendering not in RENDERINGS:
+        raise ValueError(f"rendering {rendering!r}: expected one of {RENDERINGS}")
     n = int(round(seconds * sample_rate))
     rng = _rng_for(genre, index, seed)
+    second_rng = _rng_for(genre, index, seed, rendering) if rendering else None
     style = _STYLES[genre]
 
     bpm = rng.uniform(*style.tempo)
@@ -1225,6 +1356,8 @@ def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050
         chord_beats=int(rng.choice(style.chord_beats)),
         n_steps=16 * (int(math.ceil(seconds / bar_seconds)) + 2),
         jitter=style.jitter,
+        rendering=rendering,
+        second_rng=second_rng,
     )
     # Rotate the progression so clips do not all start on the tonic.
     shift = int(rng.integers(len(ctx.chords)))
@@ -1262,9 +1395,13 @@ def render_clip(genre: str, index: int, seconds: float, sample_rate: int = 22050
         rap = _part_rap(ctx)
         mix += rng.uniform(0.3, 0.7) * rap / (np.abs(rap).max() + 1e-9)
 
-    y = _master(rng, mix, sample_rate, style)
-    # Peak between -4 and -1 dBFS: loud enough to be useful, never clipping on write.
-    peak = 10 ** (-rng.uniform(1.0, 4.0) / 20.0)
+    if rendering:
+        y = _master_second(second_rng, mix, sample_rate, style)
+        peak = 10 ** (-second_rng.uniform(1.0, 4.0) / 20.0)
+    else:
+        y = _master(rng, mix, sample_rate, style)
+        # Peak between -4 and -1 dBFS: loud enough to be useful, never clipping on write.
+        peak = 10 ** (-rng.uniform(1.0, 4.0) / 20.0)
     y *= peak / (np.abs(y).max() + 1e-12)
     return np.clip(y, -1.0, 1.0).astype(np.float32)
 
@@ -1281,26 +1418,41 @@ def write_corpus(
     sample_rate: int = 22050,
     seed: int = 0,
     log: Callable[[str], object] = print,
+    rendering: int = 0,
 ) -> list[Path]:
     """Write ``clips_per_genre`` clips for every genre under ``root``; return the sorted paths.
 
     Each file is written to a temporary sibling and renamed into place, so an
-    interrupted run never leaves a truncated WAV that looks complete.
+    interrupted run never leaves a truncated WAV that looks complete. ``rendering`` 1
+    writes the same songs recorded another way (`render_clip`).
     """
+    songs = [(genre, index) for genre in GTZAN_GENRES for index in range(clips_per_genre)]
+    return write_songs(root, songs, seconds, sample_rate, seed, rendering, log)
+
+
+def write_songs(
+    root: str | os.PathLike,
+    songs: Sequence[tuple[str, int]],
+    seconds: float,
+    sample_rate: int = 22050,
+    seed: int = 0,
+    rendering: int = 0,
+    log: Callable[[str], object] = print,
+) -> list[Path]:
+    """Write the clips of ``songs`` ((genre, index) pairs) under ``root`` in the GTZAN
+    layout (`clip_relpath`), as `write_corpus` does; return the sorted paths."""
     root = Path(root)
-    total = clips_per_genre * len(GTZAN_GENRES)
+    total = len(songs)
     every = max(1, math.ceil(total / 10))
     paths: list[Path] = []
-    done = 0
-    for genre in GTZAN_GENRES:
-        for index in range(clips_per_genre):
-            path = root / clip_relpath(genre, index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            audio = render_clip(genre, index, seconds, sample_rate=sample_rate, seed=seed)
-            with atomic_path(path) as tmp:
-                sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-            paths.append(path)
-            done += 1
-            if done % every == 0 or done == total:
-                log(f"synthetic corpus: {done}/{total} clips ({100 * done // total}%)")
+    for done, (genre, index) in enumerate(songs, start=1):
+        path = root / clip_relpath(genre, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = render_clip(genre, index, seconds, sample_rate=sample_rate, seed=seed, rendering=rendering)
+        with atomic_path(path) as tmp:
+            sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        paths.append(path)
+        if done % every == 0 or done == total:
+            what = "synthetic corpus" if rendering == 0 else f"synthetic rendering {rendering}"
+            log(f"{what}: {done}/{total} clips ({100 * done // total}%)")
     return sorted(paths)

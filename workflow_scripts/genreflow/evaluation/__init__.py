@@ -6,6 +6,11 @@ and the seeds are summarised as mean ± standard deviation (the study's Table 5)
   `genreflow.models.build` from best_trial.json, as its trials were, and tested once;
 - `seeds`: a model's seeds combined (`combine_seeds`);
 - `summary`: the models ranked on validation, Table 5, the headline (`summarize_final`).
+- `calibration`: each model's temperature, fitted per seed on the validation tracks, and
+  its test split's calibration before and after (`calibrate_final`);
+- `unfamiliar`: the "unfamiliar" score of the seed a bundle exports, fitted on its own
+  model.keras's representations of the training split, thresholded on validation
+  (`fit_unfamiliarity`; the score itself is `genreflow.models.unfamiliar`).
 
 One Snakemake job trains one (model, seed), so seeds run in parallel on a cluster and a
 killed job loses one seed. Track-level scores (segment probabilities averaged per track)

@@ -117,6 +117,16 @@ def combine_seeds(
     )
 
 
+def choose_seed(metrics_jsons: Sequence[str]) -> int:
+    """Index of the seed whose model is exported (its bundle) and whose representations the
+    unfamiliar score is fitted on: the best validation macro-F1, ties by the lower
+    validation loss, then the lower seed (validation only, as ever)."""
+    records = [read_json(path) for path in metrics_jsons]
+    keys = [(-r["valid"]["tracks"]["macro_f1"], r["valid"]["tracks"]["loss"], r["seed"])
+            for r in records]
+    return int(min(range(len(records)), key=keys.__getitem__))
+
+
 def _headline_keys(record: Mapping) -> list[str]:
     return [
         score_column(split, level, metric)

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from genreflow.evaluation.seeds import format_mean_std
-from genreflow.io import read_json, write_csv, write_json, write_text_atomic
+from genreflow.io import read_json, write_json
 from genreflow.run_info import caveats
+from genreflow.tables import caveat_banner
 
 SUMMARY_COLUMNS = (
     "rank", "chosen", "model", "backbone", "feature", "round", "n_seeds", "seeds",
@@ -22,8 +23,13 @@ SUMMARY_COLUMNS = (
     "test_segment_macro_f1_mean", "test_segment_macro_f1_std",
     "test_segment_accuracy_mean", "test_segment_accuracy_std",
     "tuning_objective", "tuning_value", "corpus", "split", "weights", "pretrained",
-    "test_absent_genres",
+    "test_absent_genres", "test_macro_f1_na", "test_accuracy_na", "delta_macro_f1_na",
+    # calibration.json: the temperatures (one per seed, fitted on validation) and the test
+    # split's expected calibration error and Brier score before and after, mean over seeds
+    "temperatures", "calibration_bins", "test_ece_before", "test_ece_after",
+    "test_brier_before", "test_brier_after",
 )
+CALIBRATION_COLUMNS = ("test_ece_before", "test_ece_after", "test_brier_before", "test_brier_after")
 
 
 def rank_by_validation(summary: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +47,7 @@ def rank_by_validation(summary: pd.DataFrame) -> pd.DataFrame:
 
 def summary_table(
     metrics_jsons: Sequence[str], predictions_csvs: Sequence[str], genres: Sequence[str],
-    bootstrap,
+    bootstrap, calibration_jsons: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per final model (all its seeds), ranked by validation (`rank_by_validation`),
     with a bootstrap interval on each test score and the paired difference of test
@@ -55,9 +61,13 @@ def summary_table(
     )
 
     rows, tracks = [], []
-    for metrics_json, predictions_csv in zip(metrics_jsons, predictions_csvs, strict=True):
+    calibration_jsons = calibration_jsons or [None] * len(metrics_jsons)
+    for metrics_json, predictions_csv, calibration_json in zip(
+            metrics_jsons, predictions_csvs, calibration_jsons, strict=True):
         record = read_json(metrics_json)
         row = {key: record.get(key) for key in SUMMARY_COLUMNS}
+        if calibration_json:
+            row.update(_calibration_cells(read_json(calibration_json), record, calibration_json))
         row["seeds"] = " ".join(str(seed) for seed in record["seeds"])
         row["tuning_objective"] = record.get("tuning", {}).get("objective")
         row["tuning_value"] = record.get("tuning", {}).get("value")
@@ -66,10 +76,12 @@ def summary_table(
         for metric, interval in score_intervals(model_tracks.labels, model_tracks.predicted,
                                                 len(genres), bootstrap).items():
             row[f"test_{metric}_low"], row[f"test_{metric}_high"] = interval.low, interval.high
+            row[f"test_{metric}_na"] = interval.missing
         row["test_absent_genres"] = " ".join(model_tracks.absent(genres))
         rows.append(row)
         tracks.append(model_tracks)
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    summary["delta_macro_f1_na"] = ""
     summary["position"] = np.arange(len(summary))
     order = rank_by_validation(summary)
     tracks = [tracks[i] for i in order["position"]]
@@ -82,7 +94,21 @@ def summary_table(
                                   bootstrap)["macro_f1"]
         order.loc[i, ["delta_macro_f1", "delta_macro_f1_low", "delta_macro_f1_high"]] = (
             delta.estimate, delta.low, delta.high)
+        order.loc[i, "delta_macro_f1_na"] = delta.missing
     return order[list(SUMMARY_COLUMNS)]
+
+
+def _calibration_cells(calibration: Mapping, record: Mapping, path: str) -> dict:
+    """summary.csv's calibration columns of one model (its calibration.json)."""
+    if [int(seed) for seed in calibration["temperatures"]] != [int(s) for s in record["seeds"]]:
+        raise ValueError(f"{path} calibrates seeds {sorted(calibration['temperatures'])}, the "
+                         f"model has seeds {record['seeds']}: rerun calibrate_final")
+    return {
+        "temperatures": " ".join(f"{calibration['temperatures'][seed]:.4f}"
+                                 for seed in sorted(calibration["temperatures"], key=int)),
+        "calibration_bins": calibration["bins"],
+        **{column: calibration[column] for column in CALIBRATION_COLUMNS},
+    }
 
 
 def _cell(row, column: str) -> str:
@@ -120,10 +146,10 @@ def table5_markdown(
         spread = f"mean ± sample sd over {n_seeds[0]} seeds"
     else:
         spread = "mean ± sample sd over the seeds counted in the last column"
-    from genreflow.intervals import absent_note
+    from genreflow.intervals import absent_note, na_note
 
     chosen = summary.iloc[0]
-    lines = [f"> **{note}**\n" for note in notes]
+    lines = caveat_banner(notes)
     absent = str(chosen["test_absent_genres"] or "").split() if pd.notna(chosen["test_absent_genres"]) else []
     if absent:
         lines.append(absent_note(absent, genres))
@@ -139,6 +165,8 @@ def table5_markdown(
         "that paired difference (an interval holding 0: the test split cannot tell the two "
         "apart).\n"
     )
+    if note := na_note(summary.filter(regex="_na$").to_numpy().ravel()):
+        lines.append(note)
     header = ["rank", "model", "round", "validation macro-F1",
               "test macro-F1" + (" (tracks)" if segmented else "")]
     if segmented:
@@ -170,11 +198,29 @@ def headline(summary: pd.DataFrame, bootstrap, notes: Sequence[str]) -> dict:
         **{
             f"test_{metric}": {"mean": float(chosen[f"test_{metric}_mean"]),
                                "low": _finite_or_none(chosen[f"test_{metric}_low"]),
-                               "high": _finite_or_none(chosen[f"test_{metric}_high"])}
+                               "high": _finite_or_none(chosen[f"test_{metric}_high"]),
+                               "missing": _text_or_none(chosen.get(f"test_{metric}_na"))}
             for metric in ("macro_f1", "accuracy")
         },
         "interval": bootstrap.describe(),
+        "calibration": _calibration_headline(chosen),
         "caveats": list(notes),
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _calibration_headline(chosen) -> dict | None:
+    """The chosen model's calibration on the test split, for the front page (None without
+    calibration.json)."""
+    if pd.isna(chosen["test_ece_before"]):
+        return None
+    return {
+        "temperatures": [float(t) for t in str(chosen["temperatures"]).split()],
+        "bins": int(chosen["calibration_bins"]),
+        **{column: float(chosen[column]) for column in CALIBRATION_COLUMNS},
     }
 
 
@@ -187,26 +233,28 @@ def _finite_or_none(value) -> float | None:
 def summarize_final(
     metrics_jsons: Sequence[str],
     predictions_csvs: Sequence[str],
+    calibration_jsons: Sequence[str],
     about: Mapping,
     genres: Sequence[str],
     bootstrap: Mapping,
     out_summary: str,
     out_table: str,
+    out_table_html: str,
     out_scores: str,
     out_headline: str,
     log=print,
 ) -> None:
-    """Summary CSV, Table 5 in Markdown, a figure of the final models, and the headline."""
+    """Summary CSV (with each model's calibration), Table 5 in Markdown, a figure of the
+    final models, and the headline (with the chosen model's calibration)."""
     from genreflow.intervals import Bootstrap
     from genreflow.plots.final import plot_final_scores
+    from genreflow.tables import write_summary
 
     bootstrap = Bootstrap.from_config(bootstrap)
-    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap)
+    summary = summary_table(metrics_jsons, predictions_csvs, genres, bootstrap, calibration_jsons)
     notes = caveats(about)
-    for note in notes:
-        log("WARNING: " + note)
-    write_csv(out_summary, summary)
-    write_text_atomic(out_table, table5_markdown(summary, notes, bootstrap, genres))
+    write_summary(summary, table5_markdown(summary, notes, bootstrap, genres),
+                  "Table 5: the final models", notes, out_summary, out_table, out_table_html, log)
     plot_final_scores(summary, out_scores, notes)
     write_json(out_headline, headline(summary, bootstrap, notes))
     chosen = summary.iloc[0]

@@ -102,6 +102,8 @@ def train_final(
             "epochs_run": int(len(history)),
             "best_epoch": fitted.best_epoch,
             "trained_on": built.trained_on,
+            # augmented views among the training rows (params' augment; 0: none)
+            "train_views": int(built.n_views),
             "segmented": segmented,
             **_headline(scores, segmented),
             "valid": scores["valid"],
@@ -127,6 +129,8 @@ def _final_model_line(data, built, best: Mapping, params: Mapping, seed: int,
     from genreflow.models.build import split_inputs
 
     sizes = ", ".join(f"{split} {len(split_inputs(data, built, split)[1])}" for split in SPLITS)
+    if built.n_views:
+        sizes += f" (train + {built.n_views} augmented views of its tracks)"
     return (
         f"{model_label(data.backbone, best['feature'])}, round {best.get('round')}, "
         f"seed {seed}: {sizes} {described}; {params['epochs']} epochs max, patience "

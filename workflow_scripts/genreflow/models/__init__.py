@@ -12,6 +12,9 @@ prediction all stand on this package, and it on none of theirs.
   training alike; `train`: seeding, the one training rule, prediction;
 - `assemble`: the whole network a final model's model.keras holds, checked before it is
   saved.
+- `unfamiliar`: how far an input lies from what a model was trained on (the "unfamiliar"
+  flag): the representation a saved model's head reads, and its distance to the training
+  examples of the nearest genre.
 
 Import `genreflow.models.backbones` before loading a saved model.keras of an image
 backbone: it registers `InferenceMode`, the layer that wraps the backbone.

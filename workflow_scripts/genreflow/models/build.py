@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from genreflow.hyperparameters import HEAD_KEYS
 from genreflow.models.data import ModelData, activation_cache, pooled_examples, split_dataset
+from genreflow.models.views import check_training_rows, training_views, uses_views
 from genreflow.names import BASELINE, is_audio_backbone, model_kind
 
 
@@ -83,6 +85,59 @@ class BuiltModel:
     trained_on: str = "images"
     backbone: Any = None
     cut: Any = None  # genreflow.models.activations.BackboneCut
+    # the track of every training row (a view's is the track it is a copy of), and how many
+    # of the rows are augmented views: what the leakage checks and the logs read
+    train_tracks: Any = None
+    n_views: int = 0
+
+
+def _views_needed(data: ModelData, params: Mapping, what: str) -> None:
+    if what == "embeddings" and data.view_embeddings is None or (
+            what == "images" and data.view_examples is None):
+        raise ValueError(
+            f"augment {params['augment']!r} trains on augmented views, but this job was given "
+            f"no view {what}: training.augment.views must be > 0 (the rules then give every "
+            "model that may use them the views' files)")
+
+
+def held_tracks(data: ModelData, held: Any = ()) -> set:
+    """The tracks a model must never train on: the test split's, and the validation
+    split's (or, under cross-validation, the held-out fold's: `held`)."""
+    source = data.embedding_rows if data.embedding_rows else {
+        split: {"clip": frame["clip"].to_numpy()} for split, frame in data.examples.items()}
+    tracks = set(source.get("test", {}).get("clip", ()))
+    return tracks | (set(held) if len(held) else set(source.get("valid", {}).get("clip", ())))
+
+
+def with_view_embeddings(data: ModelData, params: Mapping, x, labels, tracks, held=()):
+    """The training rows of a head on embeddings: the clean rows (`x`, `labels`, their
+    `tracks`), and with `augment` the views of those tracks; checked against `held_tracks`.
+    Returns x, labels, tracks, number of views."""
+    n_views = 0
+    if uses_views(params):
+        _views_needed(data, params, "embeddings")
+        pick = training_views(data.view_rows["track"], set(tracks))
+        x = np.concatenate([x, data.view_embeddings[pick]])
+        labels = np.concatenate([labels, data.view_rows["label"][pick]])
+        tracks = np.concatenate([np.asarray(tracks, dtype=str),
+                                 data.view_rows["track"][pick].astype(str)])
+        n_views = len(pick)
+    check_training_rows(tracks, held_tracks(data, held), f"{data.backbone} training rows")
+    return x, labels, tracks, n_views
+
+
+def with_view_examples(data: ModelData, params: Mapping, frame):
+    """The training image rows of a model on images: `frame`'s, and with `augment` the
+    image rows of its tracks' views (their `clip` is the view's id). Returns the rows,
+    the track of each, and the number of views."""
+    tracks = frame["clip"].to_numpy().astype(str)
+    if not uses_views(params):
+        return frame, tracks, 0
+    _views_needed(data, params, "images")
+    views = data.view_examples
+    picked = views.iloc[training_views(views["track"].to_numpy(), set(tracks))]
+    return (pd.concat([frame, picked[list(frame.columns)]], ignore_index=True),
+            np.concatenate([tracks, picked["track"].to_numpy().astype(str)]), len(picked))
 
 
 def build_tail_model(data: ModelData, params: Mapping, seed: int, fold=None) -> BuiltModel:
@@ -114,18 +169,37 @@ def build_tail_model(data: ModelData, params: Mapping, seed: int, fold=None) -> 
         train, valid = data.examples["train"], data.examples["valid"]
         train_values, train_rows = cache.get(cut, "train"), None
         valid_values = cache.get(cut, "valid")
+        held = ()
     else:
-        pool, held = pooled_examples(data), np.asarray(fold[0])
-        train, valid = pool[~held], pool[held]
-        train_values, train_rows = cache.get(cut, "pool"), np.flatnonzero(~held)
-        valid_values = [values[held] for values in train_values]
+        pool, is_held = pooled_examples(data), np.asarray(fold[0])
+        train, valid = pool[~is_held], pool[is_held]
+        train_values, train_rows = cache.get(cut, "pool"), np.flatnonzero(~is_held)
+        valid_values = [values[is_held] for values in train_values]
+        held = valid["clip"].to_numpy()
+    labels, tracks = train["label"].to_numpy(), train["clip"].to_numpy().astype(str)
+    n_views = 0
+    if uses_views(params):
+        # the views' activations are cached once per job like the splits'; the rows of this
+        # model's training tracks' views are appended to its training rows
+        _views_needed(data, params, "images")
+        views = data.view_examples
+        pick = training_views(views["track"].to_numpy(), set(tracks))
+        n = len(train_values[0])
+        train_values = [np.concatenate([own, theirs]) for own, theirs in
+                        zip(train_values, cache.get(cut, "views"))]
+        train_rows = np.concatenate([np.arange(n) if train_rows is None else train_rows,
+                                     n + pick])
+        labels = np.concatenate([labels, views["label"].to_numpy()[pick]])
+        tracks = np.concatenate([tracks, views["track"].to_numpy()[pick].astype(str)])
+        n_views = len(pick)
+    check_training_rows(tracks, held_tracks(data, held), f"{data.backbone} training rows")
     seed_everything(seed)
     batch_size = int(params["batch_size"])
-    train_data = activation_dataset(train_values, train["label"].to_numpy(), batch_size, True,
-                                    seed, rows=train_rows)
+    train_data = activation_dataset(train_values, labels, batch_size, True, seed, rows=train_rows)
     validation = Validation(model_input(valid_values), valid["label"].to_numpy(),
                             valid["clip"].to_numpy(), data.genres)
-    return BuiltModel(model, train_data, validation, batch_size, "activations", backbone, cut)
+    return BuiltModel(model, train_data, validation, batch_size, "activations", backbone, cut,
+                      tracks, n_views)
 
 
 def build_model(data: ModelData, params: Mapping, seed: int) -> BuiltModel:
@@ -141,8 +215,10 @@ def build_model(data: ModelData, params: Mapping, seed: int) -> BuiltModel:
                            seed=seed, stats=data.stats)
         validation = Validation(x["valid"], rows["valid"]["label"], rows["valid"]["clip"],
                                 data.genres)
-        return BuiltModel(model, (x["train"], rows["train"]["label"]), validation,
-                          int(params["batch_size"]), "embeddings")
+        train_x, labels, tracks, n_views = with_view_embeddings(
+            data, params, x["train"], rows["train"]["label"], rows["train"]["clip"])
+        return BuiltModel(model, (train_x, labels), validation, int(params["batch_size"]),
+                          "embeddings", train_tracks=tracks, n_views=n_views)
     if data.kind == "transfer":
         return build_tail_model(data, params, seed)
     from genreflow.models.baseline import build_baseline_cnn
@@ -171,11 +247,14 @@ def _on_images(data: ModelData, model, params: Mapping, seed: int) -> BuiltModel
     batch_size = int(params["batch_size"])
     seed_everything(seed)
     examples = data.examples
-    train = split_dataset(examples["train"], data.backbone, data.image_size, batch_size, True, seed)
+    frame, tracks, n_views = with_view_examples(data, params, examples["train"])
+    check_training_rows(tracks, held_tracks(data), f"{data.backbone} training rows")
+    train = split_dataset(frame, data.backbone, data.image_size, batch_size, True, seed)
     valid = split_dataset(examples["valid"], data.backbone, data.image_size, batch_size, False, seed)
     validation = Validation(valid, examples["valid"]["label"].to_numpy(),
                             examples["valid"]["clip"].to_numpy(), data.genres)
-    return BuiltModel(model, train, validation, batch_size)
+    return BuiltModel(model, train, validation, batch_size, train_tracks=tracks,
+                      n_views=n_views)
 
 
 def split_inputs(data: ModelData, built: BuiltModel, split: str):

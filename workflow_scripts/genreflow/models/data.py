@@ -44,6 +44,17 @@ class ModelData:
     activations: Any = None
     activation_storage: str = "float32"  # config training.activation_storage
     log: Any = print
+    # Augmented views of the train (and valid) tracks (`load_views`), for models whose
+    # `augment` asks for them: their embedding cache rows (clip: the view's id, track: its
+    # track) and their image rows (columns of `examples` and `track`). A model adds the
+    # views of its training tracks only (genreflow.models.views.training_views).
+    view_embeddings: np.ndarray | None = None
+    view_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    view_examples: pd.DataFrame | None = None
+
+    @property
+    def has_views(self) -> bool:
+        return self.view_embeddings is not None or self.view_examples is not None
 
 
 def split_examples(
@@ -119,14 +130,65 @@ def split_dataset(
     )
 
 
+def image_model_input(images: np.ndarray, backbone: str) -> np.ndarray:
+    """8-bit gray images (N, H, W) as a model of `backbone` that takes images reads them:
+    the training pipeline's batch preprocessing (`split_dataset`), on arrays. For a final
+    model.keras (its backbone and head in one) and the bundle, which feed it images made
+    outside that pipeline."""
+    from genreflow.models.images import to_backbone_input
+
+    if model_kind(backbone) == "baseline":
+        from genreflow.models.baseline import baseline_preprocess as preprocess
+    else:
+        from genreflow.models.backbones import backbone_spec
+
+        preprocess = backbone_spec(backbone).preprocess_input
+    return np.asarray(to_backbone_input(np.asarray(images)[..., None], preprocess))
+
+
+def load_views(data: ModelData, manifests: Mapping[str, str], view_index_csv: str | None,
+               view_embeddings_npz: str | None) -> None:
+    """The views' image rows and embeddings into `data`: every view must be a copy of a
+    train or validation track (`check_view_tracks`), and its label its track's."""
+    from genreflow.models.views import check_view_tracks, track_of
+
+    if view_embeddings_npz:
+        from genreflow.io import load_embeddings
+
+        cache = load_embeddings(view_embeddings_npz)
+        tracks = track_of(cache.clip)
+        check_view_tracks(tracks, manifests, view_embeddings_npz)
+        data.view_embeddings = cache.embeddings
+        data.view_rows = {"clip": cache.clip, "track": tracks, "segment": cache.segment,
+                          "label": cache.label}
+    if view_index_csv:
+        from genreflow.models.images import INDEX_COLUMNS
+        from genreflow.scoring import genre_labels
+
+        index = pd.read_csv(view_index_csv, dtype={"clip": str, "genre": str})
+        missing = [column for column in INDEX_COLUMNS if column not in index.columns]
+        if missing:
+            raise ValueError(f"{view_index_csv}: missing column(s) {missing}")
+        index["track"] = track_of(index["clip"]) if len(index) else []
+        check_view_tracks(index["track"].to_numpy(), manifests, view_index_csv)
+        index["segment"] = index["segment"].astype(int)
+        index["label"] = genre_labels(index["genre"], data.genres, view_index_csv)
+        data.view_examples = index.sort_values(["clip", "segment"], kind="mergesort"
+                                               ).reset_index(drop=True)
+
+
 def pooled_examples(data: ModelData) -> pd.DataFrame:
     """The train and validation image rows together: what cross-validation folds cut."""
     return pd.concat([data.examples["train"], data.examples["valid"]], ignore_index=True)
 
 
 def _images(data: ModelData, split: str, batch_size: int = 32):
-    """The unshuffled images of a split, or of "pool" (`pooled_examples`)."""
-    frame = pooled_examples(data) if split == "pool" else data.examples[split]
+    """The unshuffled images of a split, of "pool" (`pooled_examples`), or of "views" (every
+    augmented view's, `ModelData.view_examples`)."""
+    if split == "views":
+        frame = data.view_examples
+    else:
+        frame = pooled_examples(data) if split == "pool" else data.examples[split]
     return split_dataset(frame, data.backbone, data.image_size, batch_size, False, 0)
 
 
@@ -191,12 +253,16 @@ class ModelInputs:
     index_csv: str | None = None
     embeddings_npz: str | None = None
     weights_path: str | None = None
+    # the augmented views' image index and embedding cache, where the model may train on them
+    view_index_csv: str | None = None
+    view_embeddings_npz: str | None = None
 
     @classmethod
     def of_job(cls, job_input) -> ModelInputs:
         """From a Snakemake job's `input` (rules/tuning.smk, rules/evaluation.smk)."""
         return cls({split: job_input[split] for split in SPLITS}, job_input.get("index"),
-                   job_input.get("embeddings"), job_input.get("weights"))
+                   job_input.get("embeddings"), job_input.get("weights"),
+                   job_input.get("view_index"), job_input.get("view_embeddings"))
 
 
 def job_model_data(backbone: str, inputs: ModelInputs, settings: ModelSettings, log=print,
@@ -210,4 +276,5 @@ def job_model_data(backbone: str, inputs: ModelInputs, settings: ModelSettings, 
     )
     data.log, data.fold_seed = log, fold_seed
     data.activation_storage = settings.activation_storage or "float32"
+    load_views(data, inputs.manifests, inputs.view_index_csv, inputs.view_embeddings_npz)
     return data

@@ -2,12 +2,13 @@
 predictions of a bundle for any audio files.
 
 A bundle (`results/export/<backbone>/<feature>/round_<n>/`) is `model.keras` (backbone +
-head in one file, or for musicnn the head on its embedding), `preprocessing.json` (all that
-turns audio into the model's input: audio settings, window length, feature and its
-parameters, image size and input scaling, genres in label order, where the weights came
-from, the caveats) and a README. `load_bundle(path).predict_file("song.mp3")` needs only this
-package and the bundle: no Snakemake, no config; the workflow's `predict` rule calls the same
-code, so both give the same numbers.
+head in one file, or for musicnn the head on its embedding), `unfamiliarity.npz` (what the
+unfamiliar score needs), `preprocessing.json` (all that turns audio into the model's input:
+audio settings, window length, feature and its parameters, image size and input scaling,
+genres in label order, where the weights came from, the caveats, the temperature, what the
+score is) and a README. `load_bundle(path).predict_file("song.mp3")` needs only this package
+and the bundle: no Snakemake, no config; the workflow's `predict` rule calls the same code,
+so both give the same numbers.
 
 - `bundle`: the bundle's contract (what preprocessing.json holds, how it is built and
   checked) and a loaded bundle (`Bundle`), which classifies files;
@@ -20,9 +21,15 @@ of the model's own clip or segment length (`genreflow.audio.track_windows`), eac
 turned into the model's input exactly as the training examples were, and the windows'
 class probabilities are averaged, as the evaluation averages a track's segments.
 
-`preprocessing.json` carries a fingerprint of itself and of model.keras: a bundle whose
-preprocessing was edited after export (a feature the model was not trained on, say) is
-refused instead of giving confident nonsense.
+The mean probabilities are calibrated by the model's temperature (fitted on validation),
+and each file gets an "unfamiliar" flag and score: how far its windows lie, in the model's
+own representation, from the training songs (`genreflow.models.unfamiliar`).
+
+`preprocessing.json` carries a fingerprint of itself, of model.keras and of the score's
+statistics (unfamiliarity.npz): a bundle whose preprocessing was edited after export (a
+feature the model was not trained on, say) is refused instead of giving confident nonsense.
+A bundle exported before calibration (format 1) still loads, with temperature 1, no flag
+and a warning.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """A final model's bundle (`export_bundle`, the `export_model` rule): the seed chosen on
-validation, its model.keras, preprocessing.json (`genreflow.predict.bundle`) and a README."""
+validation, its model.keras, the statistics of its unfamiliar score (unfamiliarity.npz),
+preprocessing.json (`genreflow.predict.bundle`: with its temperature) and a README."""
 
 from __future__ import annotations
 
@@ -8,17 +9,13 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from genreflow.evaluation.seeds import choose_seed
 from genreflow.io import atomic_path, read_json, write_json, write_text_atomic
-from genreflow.predict.bundle import fingerprint, preprocessing_record
-
-
-def choose_seed(metrics_jsons: Sequence[str]) -> int:
-    """Index of the seed whose model goes into the bundle: the best validation macro-F1,
-    ties by the lower validation loss, then the lower seed (validation only, as ever)."""
-    records = [read_json(path) for path in metrics_jsons]
-    keys = [(-r["valid"]["tracks"]["macro_f1"], r["valid"]["tracks"]["loss"], r["seed"])
-            for r in records]
-    return int(min(range(len(records)), key=keys.__getitem__))
+from genreflow.predict.bundle import (
+    UNFAMILIARITY_FILE,
+    fingerprint,
+    preprocessing_record,
+)
 
 
 def bundle_readme(preprocessing: Mapping) -> str:
@@ -43,8 +40,21 @@ def bundle_readme(preprocessing: Mapping) -> str:
         "",
         "`predict_file` classifies one file and raises `genreflow.audio.BadClip` with the "
         "reason for a file it cannot use; `predict_files` classifies many at once (the model "
-        "is loaded once) and returns one row per usable file (the top genre, its probability, "
-        "then one `p_<genre>` column per genre) and the files it refused with the reason.",
+        "is loaded once) and returns one row per usable file (the three likeliest genres with "
+        "their probabilities, the `unfamiliar` flag and the `unfamiliarity` score, then one "
+        "`p_<genre>` column per genre) and the files it refused with the reason.",
+        "",
+        f"Probabilities are calibrated: the model's, averaged over a file's windows, then "
+        f"softmax(log p / T) with T = {preprocessing['calibration']['temperature']:.3f}, "
+        "fitted on the validation split (expected calibration error on the test split "
+        f"{preprocessing['calibration']['test_ece_before']:.3f} before, "
+        f"{preprocessing['calibration']['test_ece_after']:.3f} after, "
+        f"{preprocessing['calibration']['bins']} bins).",
+        "",
+        f"`unfamiliarity` is the file's distance from the training songs "
+        f"({preprocessing['unfamiliarity']['representation']}; mean over its windows) in units "
+        f"of a threshold fitted on the validation split; `unfamiliar` is true above 1. "
+        + preprocessing["unfamiliarity"]["meaning"].replace("unfamiliar = ", "It means: ", 1),
         "",
         "Loading needs the genreflow package and its pinned TensorFlow (Keras 3), as "
         "genreflow's README installs them (`pip install --no-deps -r requirements.lock -e .` "
@@ -77,32 +87,48 @@ def bundle_readme(preprocessing: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+# One job's entry point: a parameter per input, param and output of its rule (export_model).
 def export_bundle(
     metrics_jsons: Sequence[str],
     model_kerases: Sequence[str],
+    calibration_json: str,
+    unfamiliarity_npz: str,
+    unfamiliarity_json: str,
     settings: Mapping,
     out_model: str,
+    out_unfamiliarity: str,
     out_preprocessing: str,
     out_readme: str,
     log=print,
 ) -> None:
-    """Write the bundle of one final model: the seed chosen on validation (`choose_seed`).
+    """Write the bundle of one final model: the seed chosen on validation (`choose_seed`),
+    its temperature (the model's calibration.json) and its unfamiliar score (the statistics
+    fitted for that seed: unfamiliarity.npz, described by unfamiliarity.json).
 
     `settings` (the export rule's params): genres, audio, window_seconds, feature,
     feature_block, image_size, backbone, input (image | embedding), scaling (backbone |
     baseline | none), musicnn (layer, or None), about, caveats, model (backbone, feature,
     round, label)."""
+    if Path(out_unfamiliarity).name != UNFAMILIARITY_FILE:
+        raise ValueError(f"the bundle's score statistics must be named {UNFAMILIARITY_FILE}, "
+                         f"not {Path(out_unfamiliarity).name}")
     chosen = choose_seed(metrics_jsons)
     metrics = read_json(metrics_jsons[chosen])
+    preprocessing = preprocessing_record(settings, metrics, read_json(calibration_json),
+                                         read_json(unfamiliarity_json))
     with atomic_path(out_model, suffix=".keras") as tmp:  # readable like any result file
         shutil.copyfile(model_kerases[chosen], tmp)
-    preprocessing = preprocessing_record(settings, metrics)
-    preprocessing["fingerprint"] = fingerprint(out_model, preprocessing)
+    with atomic_path(out_unfamiliarity, suffix=".npz") as tmp:
+        shutil.copyfile(unfamiliarity_npz, tmp)
+    preprocessing["fingerprint"] = fingerprint(out_model, preprocessing, [out_unfamiliarity])
     write_json(out_preprocessing, preprocessing)
     write_text_atomic(out_readme, bundle_readme(preprocessing))
     log(f"exported {settings['model']['label']} round {settings['model']['round']}, seed "
         f"{metrics['seed']} (best validation macro-F1 of {len(metrics_jsons)} seeds) to "
-        f"{Path(out_model).parent}")
+        f"{Path(out_model).parent}; temperature "
+        f"{preprocessing['calibration']['temperature']:.3f}, unfamiliar above "
+        f"{preprocessing['unfamiliarity']['threshold']:.3f} (validation tracks flagged: "
+        f"{preprocessing['unfamiliarity']['valid_flagged_share']:.0%})")
 
 
 # One job's entry point: the mark_chosen_bundle rule.

@@ -49,8 +49,11 @@ def predict_shard(bundle_dir: str, paths: Sequence[str], out_predictions: str,
     bundle = load_bundle(bundle_dir)
     model = bundle.preprocessing["model"]
     log(f"{len(paths)} files through {model['label']} round {model['round']} seed {model['seed']}")
-    for note in bundle.preprocessing["caveats"]:
+    for note in [*bundle.preprocessing["caveats"], *bundle.notes]:
         log("WARNING: " + note)
+    if bundle.flag_meaning:
+        log(f"probabilities calibrated with temperature {bundle.temperature:.3f} (fitted on "
+            f"validation); {bundle.flag_meaning}")
     predictions, rejected = bundle.predict_files(list(paths), log)
     write_csv(out_predictions, predictions)
     write_csv(out_rejected, rejected)
@@ -60,8 +63,9 @@ def collect_predictions(
     shard_predictions: Sequence[str], shard_rejected: Sequence[str], not_audio: Sequence[Mapping],
     preprocessing_json: str, out_predictions: str, out_rejected: str, out_figure: str, log=print,
 ) -> None:
-    """predictions.csv (best genre first per file), rejected.csv and a figure of each file's
-    genre probabilities."""
+    """predictions.csv (per file its three likeliest genres, the unfamiliar flag and score,
+    every genre's probability), rejected.csv and a figure of each file's genre probabilities
+    with the flagged files marked."""
     preprocessing = read_json(preprocessing_json)
     predictions = pd.concat([pd.read_csv(path) for path in shard_predictions], ignore_index=True)
     rejected = pd.concat([pd.read_csv(path, keep_default_na=False) for path in shard_rejected]
@@ -74,3 +78,11 @@ def collect_predictions(
 
     plot_predictions(predictions, preprocessing, out_figure)
     log(f"{len(predictions)} files classified, {len(rejected)} rejected")
+    if "unfamiliarity" in preprocessing:
+        flagged = predictions["unfamiliar"].map(lambda v: str(v).lower() == "true")
+        log(f"{int(flagged.sum())} of {len(predictions)} files flagged unfamiliar: "
+            + preprocessing["unfamiliarity"]["meaning"])
+    else:
+        from genreflow.predict.bundle import FORMAT_1_NOTE
+
+        log("WARNING: " + FORMAT_1_NOTE)

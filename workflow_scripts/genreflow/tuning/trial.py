@@ -11,7 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 
-from genreflow.models.build import build_model, build_tail_model, head_config, trains_on_embeddings
+from genreflow.models.build import (
+    build_model,
+    build_tail_model,
+    head_config,
+    trains_on_embeddings,
+    with_view_embeddings,
+)
 from genreflow.models.data import ModelData, pooled_examples
 
 
@@ -173,7 +179,11 @@ def cross_validated_trial(trial, params, data: ModelData, seed: int,
         else:
             model = build_head(x.shape[1], head_config(params), len(data.genres), seed=seed,
                                stats=stats)
-            train_data = (x[kept], rows["label"][kept])
+            # with `augment`, the views of the training folds' tracks join them: a view is in
+            # its track's fold, so the held-out fold's views never train
+            train_x, labels, _, _ = with_view_embeddings(data, params, x[kept], rows["label"][kept],
+                                                         rows["clip"][kept], held=rows["clip"][held])
+            train_data = (train_x, labels)
             validation = Validation(x[held], rows["label"][held], rows["clip"][held],
                                     data.genres)
         try:

@@ -200,9 +200,11 @@ def open_round_study(job: RoundJob, spec: RoundSpec, settings: ModelSettings, pl
         "cv_folds_used": cv_folds,
     }
     data_files = [path for path in (inputs.index_csv, *(inputs.manifests[split]
-                                                        for split in SPLITS)) if path]
+                                                        for split in SPLITS),
+                                    inputs.view_index_csv) if path]
     fingerprint = study_fingerprint(
-        definition, data_files, [inputs.embeddings_npz] if inputs.embeddings_npz else []
+        definition, data_files,
+        [path for path in (inputs.embeddings_npz, inputs.view_embeddings_npz) if path]
     )
     study_name = f"{job.backbone}.{job.feature}.round_{job.round_number}.{fingerprint[:16]}"
     storage = journal_storage(job.journal, log)
