@@ -18,6 +18,7 @@ ALLOCATION = {
     "SLURM_JOB_ID": "42",
     "SLURM_JOBID": "42",
     "SLURM_CLUSTER_NAME": "localcluster",
+    "SLURM_RESTART_COUNT": "1",
     "SLURM_CPUS_ON_NODE": "4",
     "SLURM_CPUS_PER_TASK": "4",
     "SLURM_MEM_PER_NODE": "8192",
@@ -127,6 +128,7 @@ def test_the_allocations_request_is_dropped_and_its_name_kept():
     environment = step.step_environment(ALLOCATION)
     assert environment == {
         "SLURM_JOB_ID": "42", "SLURM_JOBID": "42", "SLURM_CLUSTER_NAME": "localcluster",
+        "SLURM_RESTART_COUNT": "1",  # which start of a requeued job: no option to srun
         "HOME": "/home/someone", "PATH": "/usr/bin:/bin",
     }
 

@@ -35,6 +35,7 @@ PROPERTIES = "# properties = "
 KEPT_SLURM = frozenset({
     "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_CLUSTER_NAME", "SLURM_CONF",
     "SLURM_SUBMIT_DIR", "SLURM_SUBMIT_HOST",
+    "SLURM_RESTART_COUNT",  # which start of a requeued job (srun reads no option from it)
 })
 GPU_VISIBILITY = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
 GPU_RESOURCES = ("gpu", "gpus", "nvidia_gpu")  # as the Slurm executor plugins read them
